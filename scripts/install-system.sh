@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the Debian packages the platform and its tests need; installs nothing already there.
+set -euo pipefail
+
+packages=(postfix dovecot-imapd dovecot-lmtpd opendkim opendkim-tools postgresql ca-certificates)
+if [ "${1:-}" = "--test" ]; then
+    packages+=(redis-server)
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-system: need root to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Mail is stored as this unprivileged user; the packages do not create it.
+if ! id vmail >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin --user-group vmail
+fi

@@ -1,0 +1,134 @@
+"""Settings: every knob is an ``ADBTD_*`` environment variable, read only by ``build_settings``.
+
+Nothing reads the environment at import time; callers build a ``Settings`` once and pass it in.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "dev", "test"})
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """The platform's configuration; ``env="embedded"`` is the one-machine default."""
+
+    model_config = SettingsConfigDict(env_prefix="ADBTD_", extra="ignore")
+
+    env: Literal["embedded", "production"] = "embedded"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    secret_key: str = ""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    public_base_url: str = ""
+
+    ip_pool: str = "127.0.1.1-127.0.1.20"
+    ip_cooldown_days: float = 30.0
+    submission_port: int = 10587
+    imap_port: int = 10993
+    smtp_port: int = 10025
+    outbound_relay: str = ""
+    mail_hostname: str = "mail.adbtd.localhost"
+    dkim_selector: str = "adbtd-2026"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    run_mailnode: bool = True
+    run_worker: bool = True
+    reconcile_interval_seconds: float = 30.0
+    dns_resolvers: str = ""
+
+    rate_default_per_minute: float = Field(default=60.0, gt=0)
+    rate_default_burst: int = Field(default=60, ge=1)
+    rate_send_per_minute: float = Field(default=30.0, gt=0)
+    rate_send_burst: int = Field(default=10, ge=1)
+    rate_fetch_per_minute: float = Field(default=30.0, gt=0)
+    rate_fetch_burst: int = Field(default=30, ge=1)
+
+    billing_provider: Literal["local", "stripe"] = "local"
+
+    @field_validator("ip_pool")
+    @classmethod
+    def _pool_parses(cls, value: str) -> str:
+        parse_ip_pool(value)
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_secret(self) -> Settings:
+        if self.env == "production" and (
+            self.secret_key.strip().lower() in PLACEHOLDER_SECRETS
+            or len(self.secret_key) < MIN_SECRET_LENGTH
+        ):
+            raise ValueError(
+                "ADBTD_SECRET_KEY must be a real secret of at least "
+                f"{MIN_SECRET_LENGTH} characters outside the embedded default"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'adbtd.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        """Public URL of the HTTP server, used in links such as ``checkoutUrl``."""
+        return self.public_base_url.rstrip("/") or f"http://{self.http_host}:{self.http_port}"
+
+
+def parse_ip_pool(spec: str) -> list[str]:
+    """Expand ``a-b`` ranges, CIDRs and single addresses separated by commas or spaces."""
+    addresses: list[str] = []
+    for raw in spec.replace(",", " ").split():
+        addresses.extend(expand_ip_item(raw))
+    return addresses
+
+
+def expand_ip_item(item: str) -> list[str]:
+    """Expand one inventory item: ``127.0.1.1-127.0.1.20``, ``127.0.2.0/30`` or one address."""
+    max_items = 65536
+    if "-" in item:
+        start_s, end_s = item.split("-", 1)
+        start, end = ipaddress.IPv4Address(start_s), ipaddress.IPv4Address(end_s)
+        if end < start or int(end) - int(start) >= max_items:
+            raise ValueError(f"bad IP range {item!r}")
+        return [str(ipaddress.IPv4Address(n)) for n in range(int(start), int(end) + 1)]
+    if "/" in item:
+        network = ipaddress.IPv4Network(item, strict=False)
+        if network.num_addresses > max_items:
+            raise ValueError(f"IP network {item!r} is too large")
+        hosts = list(network.hosts()) or [network.network_address]
+        return [str(h) for h in hosts]
+    return [str(ipaddress.IPv4Address(item))]
+
+
+def build_settings(**overrides: object) -> Settings:
+    """Read ``ADBTD_*`` variables (overrides win) and settle the embedded secret key."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if settings.env == "embedded" and not settings.secret_key:
+        settings = settings.model_copy(update={"secret_key": _embedded_secret(settings.data_dir)})
+    return settings
+
+
+def _embedded_secret(data_dir: Path) -> str:
+    """Generate the embedded default's secret once and keep it in the data directory."""
+    path = data_dir / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return value
