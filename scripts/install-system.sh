@@ -7,6 +7,11 @@ if [ "${1:-}" = "--test" ]; then
     packages+=(redis-server)
 fi
 
+# Debian's python3 needs python3-venv for `python3 -m venv`; a pyenv or system build may have it.
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+    packages+=(python3-venv python3-dev)
+fi
+
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "dev", "test"})
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "placeholder", "dev", "test"}
+)
 MIN_SECRET_LENGTH = 32
 
 

@@ -1,0 +1,50 @@
+"""The ASGI application: the v1 API mounted at ``/api/v1`` beside the dashboard."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from adbtd import __version__
+from adbtd.api.errors import install_error_handlers
+from adbtd.api.middleware import ApiGuardMiddleware, RequestContextMiddleware
+from adbtd.api.routes import me
+from adbtd.runtime import Runtime
+
+API_PREFIX = "/api/v1"
+
+
+def create_api(runtime: Runtime) -> FastAPI:
+    """The v1 API alone; every failure inside it answers with the error envelope."""
+    api = FastAPI(
+        title="adbtd API",
+        version=__version__,
+        description="Domains, dedicated IPs and mailboxes; send and read mail through the "
+        "tenant's own SMTP and IMAP servers.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        servers=[{"url": API_PREFIX}],
+    )
+    api.state.runtime = runtime
+    install_error_handlers(api)
+    for router in (me.router,):
+        api.include_router(router)
+    api.add_middleware(ApiGuardMiddleware, runtime=runtime)
+    return api
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The whole HTTP surface of ``adbtd serve``."""
+    app = FastAPI(
+        title="adbtd", version=__version__, openapi_url=None, docs_url=None, redoc_url=None
+    )
+    app.state.runtime = runtime
+    app.mount(API_PREFIX, create_api(runtime))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app.add_middleware(RequestContextMiddleware)
+    return app

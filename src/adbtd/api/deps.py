@@ -1,0 +1,37 @@
+"""Dependencies shared by routes: the runtime, the authenticated key, a database session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from adbtd.errors import Unauthorized
+from adbtd.runtime import Runtime
+from adbtd.services.api_keys import AuthenticatedKey
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_auth(request: Request) -> AuthenticatedKey:
+    """The key the guard middleware authenticated; absent only on a misrouted request."""
+    auth = getattr(request.state, "auth", None)
+    if not isinstance(auth, AuthenticatedKey):
+        raise Unauthorized("missing Authorization header")
+    return auth
+
+
+def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
+    """One transaction per request for plain CRUD routes; committed when the route returns."""
+    with runtime.db.transaction() as session:
+        yield session
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+AuthDep = Annotated[AuthenticatedKey, Depends(get_auth)]
+SessionDep = Annotated[Session, Depends(get_session)]

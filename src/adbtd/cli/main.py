@@ -1,0 +1,159 @@
+"""The operator CLI: ``adbtd serve``, ``db upgrade``, workspaces, keys, orders, mailboxes, IPs.
+
+Every command builds settings from ``ADBTD_*`` variables, so it works on the same database as a
+running ``serve``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from adbtd.db.migrate import upgrade
+from adbtd.errors import AdbtdError
+from adbtd.runtime import Runtime
+from adbtd.services import api_keys, billing, workspaces
+from adbtd.settings import Settings, build_settings
+
+app = typer.Typer(
+    help="Operate an adbtd platform.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+workspaces_app = typer.Typer(help="Workspaces (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    try:
+        return build_settings()
+    except ValueError as exc:
+        typer.echo(f"error: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def open_runtime() -> Runtime:
+    """Settings, then the database migrated to the newest schema."""
+    settings = load_settings()
+    runtime = Runtime.from_settings(settings)
+    upgrade(settings.resolved_database_url)
+    return runtime
+
+
+def run_service(action: Callable[[Runtime], T]) -> T:
+    """Run one service call in a transaction; expected errors print cleanly and exit 1."""
+    runtime = open_runtime()
+    try:
+        return action(runtime)
+    except AdbtdError as exc:
+        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        runtime.close()
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default from settings).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from settings).")] = None,
+) -> None:
+    """Run the API, dashboard, worker and local mail node on one machine."""
+    from adbtd.cli.serve import run_server
+
+    settings = load_settings()
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["http_host"] = host
+    if port:
+        overrides["http_port"] = port
+    run_server(settings.model_copy(update=overrides))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    settings = load_settings()
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is at the newest schema")
+
+
+@workspaces_app.command("create")
+def workspaces_create(
+    slug: str,
+    name: Annotated[str, typer.Option(help="Display name.")],
+    payment_method: Annotated[
+        bool, typer.Option("--payment-method", help="Record a local test payment method.")
+    ] = False,
+) -> None:
+    """Create a workspace and print it as JSON."""
+
+    def action(runtime: Runtime) -> dict[str, Any]:
+        with runtime.db.transaction() as session:
+            ws = workspaces.create_workspace(
+                session, slug=slug, name=name, billing_provider=runtime.settings.billing_provider
+            )
+            method = None
+            if payment_method:
+                method = billing.record_payment_method(session, workspace_id=ws.id)
+            return {
+                "id": ws.id,
+                "slug": ws.slug,
+                "name": ws.name,
+                "currency": ws.currency,
+                "paymentMethod": method,
+            }
+
+    print_json(run_service(action))
+
+
+@keys_app.command("create")
+def keys_create(slug: str, name: Annotated[str, typer.Option(help="Key name.")]) -> None:
+    """Create an API key; the token is printed alone on the last line, once."""
+
+    def action(runtime: Runtime) -> tuple[str, str, str]:
+        with runtime.db.transaction() as session:
+            ws = workspaces.get_workspace_by_slug(session, slug)
+            created = api_keys.create_key(session, workspace_id=ws.id, name=name)
+            return created.key.id, created.key.display_prefix, created.token
+
+    key_id, prefix, token = run_service(action)
+    typer.echo(
+        f"created key {key_id} (prefix {prefix}); store this token now, it is not shown again:",
+        err=True,
+    )
+    typer.echo(token)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key; its next request is refused."""
+
+    def action(runtime: Runtime) -> str:
+        with runtime.db.transaction() as session:
+            return api_keys.revoke_key(session, key_id=key_id).id
+
+    typer.echo(f"revoked {run_service(action)}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    main()

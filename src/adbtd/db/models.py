@@ -1,0 +1,199 @@
+"""Tables of the control plane. Schemas for the API live in ``adbtd.api.schemas``, not here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    display_prefix: Mapped[str] = mapped_column(String(8))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class BillingAccount(Base):
+    """A workspace's standing with the billing provider: customer, payment method, subscription."""
+
+    __tablename__ = "billing_accounts"
+
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider: Mapped[str] = mapped_column(String(20))
+    customer_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    payment_method_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    payment_method_added_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    subscription_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    delinquent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SubscriptionItem(Base):
+    """How many of one billable kind (domain, ip, mailbox) the workspace pays for."""
+
+    __tablename__ = "subscription_items"
+
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    item_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Order(Base):
+    """A unit of provisioning work; the table is also the worker's queue."""
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(20))
+    managed: Mapped[bool] = mapped_column(Boolean, default=False)
+    spf_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    dkim_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    dmarc_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    mx_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    dns_results: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    dkim_selector: Mapped[str] = mapped_column(String(63))
+    dkim_private_key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class DedicatedIp(Base):
+    """An address of the inventory: free, reserved by an order, assigned, or cooling down."""
+
+    __tablename__ = "dedicated_ips"
+    __table_args__ = (Index("ix_dedicated_ips_status", "status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address: Mapped[str] = mapped_column(String(45), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    workspace_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    allocated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    cooldown_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_reputation_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    reputation_flags: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    domain_id: Mapped[str] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    ip_id: Mapped[str | None] = mapped_column(
+        ForeignKey("dedicated_ips.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    password_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class NodeRevision(Base):
+    """One counter bumped with every change a mail node must apply; nodes poll it."""
+
+    __tablename__ = "node_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,1 @@
+"""Test support: throwaway PostgreSQL, database templates, API helpers."""
