@@ -1,0 +1,62 @@
+"""Read a mail node's desired state out of the database (the reconciler's state provider)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adbtd.db.models import DedicatedIp, Domain, Mailbox
+from adbtd.mailnode.state import NodeDomain, NodeMailbox, NodeState
+from adbtd.services.secretbox import SecretBox
+
+DKIM_KEY_PURPOSE = "dkim-key"
+LIVE_IP_STATUSES = ("assigned",)
+
+
+def load_node_state(session: Session, *, secret_key: str) -> NodeState:
+    """Everything provisioned: assigned IPs, domains with a DKIM key, active mailboxes."""
+    box = SecretBox(secret_key, DKIM_KEY_PURPOSE)
+    ips = list(
+        session.execute(
+            select(DedicatedIp.id, DedicatedIp.address, DedicatedIp.workspace_id).where(
+                DedicatedIp.status.in_(LIVE_IP_STATUSES)
+            )
+        )
+    )
+    address_by_id = {row.id: row.address for row in ips}
+    ips_by_workspace: dict[str, list[str]] = defaultdict(list)
+    for row in ips:
+        if row.workspace_id is not None:
+            ips_by_workspace[row.workspace_id].append(row.address)
+    domains = [
+        NodeDomain(
+            name=domain.name,
+            dkim_selector=domain.dkim_selector,
+            dkim_private_key_pem=box.open(domain.dkim_private_key_encrypted),
+            ips=tuple(sorted(ips_by_workspace.get(domain.workspace_id, ()))),
+        )
+        for domain in session.scalars(
+            select(Domain).where(Domain.dkim_private_key_encrypted.is_not(None))
+        )
+        if domain.dkim_private_key_encrypted is not None
+        and ips_by_workspace.get(domain.workspace_id)
+    ]
+    hosted = {d.name for d in domains}
+    mailboxes = [
+        NodeMailbox(email=email, password_hash=password_hash, ip=address_by_id[ip_id])
+        for email, password_hash, ip_id in session.execute(
+            select(Mailbox.email, Mailbox.password_hash, Mailbox.ip_id).where(
+                Mailbox.status == "active",
+                Mailbox.password_hash.is_not(None),
+                Mailbox.ip_id.is_not(None),
+            )
+        )
+        if ip_id in address_by_id and email.rpartition("@")[2] in hosted
+    ]
+    return NodeState(
+        ips=tuple(sorted(address_by_id.values())),
+        domains=tuple(sorted(domains, key=lambda d: d.name)),
+        mailboxes=tuple(sorted(mailboxes, key=lambda m: m.email)),
+    )
