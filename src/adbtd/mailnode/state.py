@@ -51,3 +51,5 @@ class NodeConfig:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     listen_ips: tuple[str, ...] = field(default=())  # extra always-on listeners (e.g. 127.0.0.1)
+    auth_penalty: bool = True  # Dovecot's delay after a failed login; off only in test nodes
+    require_safe_keys: bool = True  # OpenDKIM refuses keys on unsafe paths; off only under /tmp
