@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     run_worker: bool = True
     reconcile_interval_seconds: float = 30.0
     dns_resolvers: str = ""
+    dns_timeout_seconds: float = Field(default=5.0, gt=0)
+    dns_attempts: int = Field(default=2, ge=1)
+    dns_verify_interval_seconds: float = Field(default=3600.0, gt=0)
+    dns_retry_seconds: float = Field(default=60.0, gt=0)
+    dns_poll_seconds: float = Field(default=5.0, gt=0)
+    dnsbl_zones: str = "zen.spamhaus.org"
+    reputation_interval_seconds: float = Field(default=21600.0, gt=0)
+    mx_hostname: str = ""
+    dns_hosting_provider: Literal["local", "pdns"] = "local"
+    pdns_api_url: str = "http://127.0.0.1:8081"
+    pdns_api_key: str = ""
+    pdns_server_id: str = "localhost"
+    run_dns_worker: bool = True
 
     rate_default_per_minute: float = Field(default=60.0, gt=0)
     rate_default_burst: int = Field(default=60, ge=1)
@@ -81,6 +94,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'adbtd.db').resolve()}"
+
+    @property
+    def dnsbl_zone_list(self) -> list[str]:
+        """The DNS blocklists IPs are checked against, from ``ADBTD_DNSBL_ZONES``."""
+        return [z.strip().strip(".").lower() for z in self.dnsbl_zones.replace(",", " ").split()]
 
     @property
     def base_url(self) -> str:
