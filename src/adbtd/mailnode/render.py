@@ -67,7 +67,15 @@ def transport_name(ip: str) -> str:
 
 def sorted_ips(ips: Iterable[str]) -> list[str]:
     """Distinct addresses in numeric order, so listeners render in a stable order."""
-    return sorted(set(ips), key=ipaddress.ip_address)
+    return sorted(set(ips), key=_ip_key)
+
+
+def _ip_key(ip: str) -> tuple[int, int]:
+    try:
+        parsed = ipaddress.ip_address(ip)
+    except ValueError as exc:
+        raise RenderError(f"bad IP address {ip!r}") from exc
+    return parsed.version, int(parsed)
 
 
 def transport_ips(state: NodeState) -> list[str]:
