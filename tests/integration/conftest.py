@@ -112,6 +112,10 @@ class RunningNode:
         self.state = state
         return self.node.reconcile_once()
 
+    def set_state(self, state: NodeState) -> None:
+        """Change the desired state without reconciling (for ``notify()`` tests)."""
+        self.state = state
+
     def ip(self, last: int) -> str:
         """A dedicated test address in 127.0.2.0/24 (127.0.3.x etc. for other xdist workers)."""
         return f"127.0.{2 + _worker_offset()}.{last}"

@@ -246,3 +246,16 @@ def test_a_daemon_that_dies_is_restarted(
         client.send_message(message("max@phoenix.test", "after-restart@example.net", "again"))
     arrived = smtp_sink.wait_for("after-restart@example.net")
     assert b"DKIM-Signature:" in arrived.content
+
+
+def test_notify_applies_a_change_within_one_second(
+    mailnode: RunningNode, dkim_key: str, client_tls: ssl.SSLContext
+) -> None:
+    ip = mailnode.ip(23)
+    mailnode.apply(tenant_state("notify.test", ip, dkim_key, ned="ned-pw"))
+    mailnode.set_state(tenant_state("notify.test", ip, dkim_key, ned="ned-pw", ola="ola-pw"))
+    started = time.monotonic()
+    mailnode.node.notify()
+    while imap_refuses(mailnode, ip, "ola@notify.test", "ola-pw", client_tls):
+        assert time.monotonic() - started < 1.0, "notify() took longer than 1 s"
+        time.sleep(0.02)

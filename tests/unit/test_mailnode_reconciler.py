@@ -1,0 +1,46 @@
+"""A failed reconcile round leaves the previous files in force and is retried."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from adbtd.mailnode.reconciler import Reconciler
+from adbtd.mailnode.state import NodeConfig, NodeState
+
+pytestmark = pytest.mark.skipif(shutil.which("postmap") is None, reason="needs postmap")
+
+
+def test_failed_round_keeps_previous_files_and_recovers(tmp_path: Path) -> None:
+    config = NodeConfig(base_dir=tmp_path, hostname="mail.r.test", submission_port=587,
+                        imap_port=993, smtp_port=25)
+    outcomes: list[NodeState | Exception] = [NodeState(), RuntimeError("database down"),
+                                             NodeState(ips=("127.0.1.9",))]
+
+    def provider() -> NodeState:
+        outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    reconciler = Reconciler(provider, config)
+    reconciler.reconcile_once()
+    before = (tmp_path / "postfix/master.cf").read_text()
+    reconciler.start(interval=3600)
+    try:
+        reconciler.notify()
+        deadline = time.monotonic() + 2
+        while reconciler.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert isinstance(reconciler.last_error, RuntimeError)
+        assert (tmp_path / "postfix/master.cf").read_text() == before
+        reconciler.notify()
+        while reconciler.last_error is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reconciler.last_error is None
+        assert "127.0.1.9:25 inet" in (tmp_path / "postfix/master.cf").read_text()
+    finally:
+        reconciler.stop()
