@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(postfix dovecot-imapd dovecot-lmtpd opendkim opendkim-tools postgresql ca-certificates)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(redis-server)
+    packages+=(redis-server chromium)  # chromium: the dashboard's browser tests (Playwright)
 fi
 
 # Debian's python3 needs python3-venv for `python3 -m venv`; a pyenv or system build may have it.

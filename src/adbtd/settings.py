@@ -69,12 +69,40 @@ class Settings(BaseSettings):
     rate_fetch_burst: int = Field(default=30, ge=1)
 
     billing_provider: Literal["local", "stripe"] = "local"
+    billing_prices: str = "usd:domain=1.00,ip=5.00,mailbox=2.00"
+    stripe_api_key: str = ""
+    stripe_api_base: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_prices: str = ""
+
+    session_hours: float = Field(default=168.0, gt=0)
+    session_cookie_secure: bool | None = None
+    login_max_failures: int = Field(default=5, ge=1)
+    login_ip_max_failures: int = Field(default=20, ge=1)
+    login_window_seconds: float = Field(default=900.0, gt=0)
 
     @field_validator("ip_pool")
     @classmethod
     def _pool_parses(cls, value: str) -> str:
         parse_ip_pool(value)
         return value
+
+    @field_validator("billing_prices", "stripe_prices")
+    @classmethod
+    def _price_table_parses(cls, value: str) -> str:
+        parse_price_table(value)
+        return value
+
+    @model_validator(mode="after")
+    def _stripe_needs_keys(self) -> Settings:
+        if self.billing_provider == "stripe" and not (
+            self.stripe_api_key and self.stripe_webhook_secret and self.stripe_prices
+        ):
+            raise ValueError(
+                "ADBTD_BILLING_PROVIDER=stripe needs ADBTD_STRIPE_API_KEY, "
+                "ADBTD_STRIPE_WEBHOOK_SECRET and ADBTD_STRIPE_PRICES"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> Settings:
@@ -99,6 +127,13 @@ class Settings(BaseSettings):
     def dnsbl_zone_list(self) -> list[str]:
         """The DNS blocklists IPs are checked against, from ``ADBTD_DNSBL_ZONES``."""
         return [z.strip().strip(".").lower() for z in self.dnsbl_zones.replace(",", " ").split()]
+
+    @property
+    def cookie_secure(self) -> bool:
+        """Session cookies are ``Secure`` everywhere but the embedded default (plain HTTP)."""
+        if self.session_cookie_secure is not None:
+            return self.session_cookie_secure
+        return self.env != "embedded"
 
     @property
     def base_url(self) -> str:
@@ -130,6 +165,25 @@ def expand_ip_item(item: str) -> list[str]:
         hosts = list(network.hosts()) or [network.network_address]
         return [str(h) for h in hosts]
     return [str(ipaddress.IPv4Address(item))]
+
+
+def parse_price_table(spec: str) -> dict[str, dict[str, str]]:
+    """Parse ``usd:domain=1.00,ip=5.00;eur:domain=0.90`` into ``{currency: {kind: value}}``."""
+    table: dict[str, dict[str, str]] = {}
+    for block in spec.split(";"):
+        if not block.strip():
+            continue
+        currency, sep, items = block.partition(":")
+        currency = currency.strip().lower()
+        if not sep or len(currency) != 3 or not currency.isalpha():
+            raise ValueError(f"bad price block {block!r}: expected 'usd:kind=value,...'")
+        entries = table.setdefault(currency, {})
+        for item in items.split(","):
+            kind, eq, value = item.partition("=")
+            if not eq or not kind.strip() or not value.strip():
+                raise ValueError(f"bad price entry {item!r}: expected 'kind=value'")
+            entries[kind.strip().lower()] = value.strip()
+    return table
 
 
 def build_settings(**overrides: object) -> Settings:
