@@ -165,7 +165,7 @@ class Supervisor:
                 proc.terminate()
         except DaemonError:
             logger.exception("stopping %s failed; killing it", child.spec.name)
-            _kill_group(proc)
+            self._kill(child, proc)
 
     def _reap(self, child: _Child) -> None:
         proc = child.proc
@@ -176,18 +176,27 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             logger.warning("%s did not stop in %.0f s; killing it", child.spec.name,
                            child.spec.stop_timeout)
-            _kill_group(proc)
+            self._kill(child, proc)
             proc.wait(timeout=5.0)
         child.proc = None
 
     def _abandon(self, child: _Child) -> None:
         if child.proc is not None:
-            _kill_group(child.proc)
+            self._kill(child, child.proc)
             try:
                 child.proc.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
                 logger.error("%s (pid %d) would not die", child.spec.name, child.proc.pid)
             child.proc = None
+
+
+    def _kill(self, child: _Child, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the process group, and Postfix's master, which may have left the group."""
+        _kill_group(proc)
+        if child.spec.name is Daemon.POSTFIX:
+            pidfile = self.layout.postfix_queue / "pid" / "master.pid"
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
 
 
 def prepare_directories(layout: NodeLayout) -> None:
