@@ -28,6 +28,8 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(keys_app, name="keys")
+mailnode_app = typer.Typer(help="The mail node (Postfix, Dovecot, OpenDKIM).", no_args_is_help=True)
+app.add_typer(mailnode_app, name="mailnode")
 
 T = TypeVar("T")
 
@@ -147,6 +149,19 @@ def keys_revoke(key_id: str) -> None:
             return api_keys.revoke_key(session, key_id=key_id).id
 
     typer.echo(f"revoked {run_service(action)}")
+
+
+@mailnode_app.command("run")
+def mailnode_run() -> None:
+    """Run a mail node alone (reconciler + daemons) against the shared database."""
+    from adbtd.cli.serve import run_until_signalled
+    from adbtd.workers.mailnode import DatabaseMailNode
+
+    runtime = open_runtime()
+    try:
+        run_until_signalled([DatabaseMailNode(runtime)], "mail node")
+    finally:
+        runtime.close()
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from typing import Protocol
 
 import uvicorn
@@ -24,20 +26,57 @@ class Component(Protocol):
 
 
 def background_components(runtime: Runtime) -> list[Component]:
-    """The components this process runs, by settings."""
-    return []
+    """The components this process runs, by settings: the mail node first, then workers."""
+    components: list[Component] = []
+    if runtime.settings.run_mailnode:
+        from adbtd.workers.mailnode import DatabaseMailNode
+
+        components.append(DatabaseMailNode(runtime))
+    return components
+
+
+def start_components(components: list[Component]) -> list[Component]:
+    """Start in order; on a failure stop what started and exit with the reason, never hang."""
+    started: list[Component] = []
+    for component in components:
+        try:
+            component.start()
+        except Exception as exc:
+            log.exception("%s failed to start", type(component).__name__)
+            stop_components(started)
+            raise SystemExit(f"error: {type(component).__name__} failed to start: {exc}") from exc
+        started.append(component)
+    return started
+
+
+def stop_components(started: list[Component]) -> None:
+    for component in reversed(started):
+        try:
+            component.stop()
+        except Exception:
+            log.exception("stopping %s failed", type(component).__name__)
+
+
+def run_until_signalled(components: list[Component], what: str) -> None:
+    """Start components and block until SIGINT or SIGTERM, then stop them in reverse."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    started = start_components(components)
+    print(f"adbtd {what} is running; stop with Ctrl-C", flush=True)
+    try:
+        stop.wait()
+    finally:
+        stop_components(started)
 
 
 def run_server(settings: Settings) -> None:
     """Serve until interrupted; components stop in reverse order on the way out."""
     upgrade(settings.resolved_database_url)
     runtime = Runtime.from_settings(settings)
-    components = background_components(runtime)
     started: list[Component] = []
     try:
-        for component in components:
-            component.start()
-            started.append(component)
+        started = start_components(background_components(runtime))
         base = settings.base_url
         print(
             f"adbtd is up: API {base}/api/v1 (OpenAPI {base}/api/v1/openapi.json), "
@@ -52,9 +91,5 @@ def run_server(settings: Settings) -> None:
             access_log=False,
         )
     finally:
-        for component in reversed(started):
-            try:
-                component.stop()
-            except Exception:
-                log.exception("stopping %s failed", type(component).__name__)
+        stop_components(started)
         runtime.close()

@@ -53,7 +53,9 @@ def load_node_state(session: Session, *, secret_key: str) -> NodeState:
                 Mailbox.ip_id.is_not(None),
             )
         )
-        if ip_id in address_by_id and email.rpartition("@")[2] in hosted
+        if password_hash is not None
+        and ip_id in address_by_id
+        and email.rpartition("@")[2] in hosted
     ]
     return NodeState(
         ips=tuple(sorted(address_by_id.values())),
