@@ -248,3 +248,25 @@ class LoginThrottle(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class IpListing(Base):
+    """One stretch of time an address sat on a DNS blocklist with one return code."""
+
+    __tablename__ = "ip_listings"
+    __table_args__ = (Index("ix_ip_listings_address_open", "address", "delisted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(45))
+    ip_id: Mapped[str | None] = mapped_column(
+        ForeignKey("dedicated_ips.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    workspace_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    zone: Mapped[str] = mapped_column(String(253))
+    code: Mapped[str] = mapped_column(String(45))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    listed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    delisted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
