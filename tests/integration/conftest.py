@@ -123,19 +123,18 @@ class RunningNode:
 
 @pytest.fixture(scope="session")
 def mailnode(smtp_sink: SmtpSink) -> Iterator[RunningNode]:
-    """One real node per test run under a temp dir, on non-default ports, auth penalty off."""
+    """One real node per test run under a temp dir, on free ports, auth penalty off."""
     missing = [b for b in MAIL_BINARIES if shutil.which(b) is None]
     if missing or os.geteuid() != 0:
         pytest.skip(f"needs root and {', '.join(missing) or 'the mail daemons'}")
     base = Path(tempfile.mkdtemp(prefix="adbtd-mailnode-"))
     base.chmod(0o755)
-    offset = _worker_offset()
-    config = NodeConfig(
+    config = NodeConfig(  # free ports: two test runs (or xdist workers) never collide
         base_dir=base,
         hostname="mail.node.test",
-        submission_port=20587 + offset * 10,
-        imap_port=20993 + offset * 10,
-        smtp_port=20025 + offset * 10,
+        submission_port=free_port(),
+        imap_port=free_port(),
+        smtp_port=free_port(),
         outbound_relay=smtp_sink.relay,
         auth_penalty=False,
         require_safe_keys=False,  # under /tmp; production keeps it on
