@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     pdns_server_id: str = "localhost"
     run_dns_worker: bool = True
 
+    rate_limit_store: str = "memory"  # "memory" or a redis:// URL shared by API processes
     rate_default_per_minute: float = Field(default=60.0, gt=0)
     rate_default_burst: int = Field(default=60, ge=1)
     rate_send_per_minute: float = Field(default=30.0, gt=0)
