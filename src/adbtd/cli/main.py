@@ -16,7 +16,7 @@ import typer
 from adbtd.db.migrate import upgrade
 from adbtd.errors import AdbtdError
 from adbtd.runtime import Runtime
-from adbtd.services import api_keys, billing, workspaces
+from adbtd.services import api_keys, billing, inventory, mailboxes, orders, workspaces
 from adbtd.settings import Settings, build_settings
 
 app = typer.Typer(
@@ -28,6 +28,12 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(keys_app, name="keys")
+orders_app = typer.Typer(help="Orders (provisioning).", no_args_is_help=True)
+mailboxes_app = typer.Typer(help="Mailboxes.", no_args_is_help=True)
+ips_app = typer.Typer(help="Dedicated IP inventory.", no_args_is_help=True)
+app.add_typer(orders_app, name="orders")
+app.add_typer(mailboxes_app, name="mailboxes")
+app.add_typer(ips_app, name="ips")
 mailnode_app = typer.Typer(help="The mail node (Postfix, Dovecot, OpenDKIM).", no_args_is_help=True)
 app.add_typer(mailnode_app, name="mailnode")
 
@@ -160,6 +166,103 @@ def mailnode_run() -> None:
     runtime = open_runtime()
     try:
         run_until_signalled([DatabaseMailNode(runtime)], "mail node")
+    finally:
+        runtime.close()
+
+
+@orders_app.command("create")
+def orders_create(
+    slug: str,
+    domain: Annotated[str, typer.Option(help="The workspace's first domain.")],
+    ips: Annotated[int, typer.Option("--ips", help="Dedicated IPs to reserve (1-10).")] = 1,
+    mailbox: Annotated[
+        list[str] | None, typer.Option("--mailbox", help="A mailbox on the domain (repeat).")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="byo (bring your own) or buy.")] = "byo",
+) -> None:
+    """Place a workspace's first order (domain + IPs + mailboxes) and print it as JSON."""
+
+    def action(runtime: Runtime) -> dict[str, Any]:
+        with runtime.db.transaction() as session:
+            inventory.sync_pool(session, ip_pool=runtime.settings.ip_pool)
+            ws = workspaces.get_workspace_by_slug(session, slug)
+            placed = orders.place_first_order(
+                session,
+                workspace_id=ws.id,
+                domain=domain,
+                mode=mode,
+                ip_count=ips,
+                emails=list(mailbox or []),
+                settings=runtime.settings,
+            )
+        return {
+            "orderId": placed.order_id,
+            "status": placed.status,
+            "domain": placed.domain,
+            "mode": placed.mode,
+            "ips": placed.ips,
+            "emails": placed.emails,
+        }
+
+    print_json(run_service(action))
+
+
+@mailboxes_app.command("password")
+def mailboxes_password(email: str) -> None:
+    """Print a mailbox's password, alone, on the last line."""
+
+    def action(runtime: Runtime) -> str:
+        with runtime.db.transaction() as session:
+            return mailboxes.mailbox_password(
+                session, email=email, secret_key=runtime.settings.secret_key
+            )
+
+    typer.echo(run_service(action))
+
+
+@ips_app.command("add")
+def ips_add(
+    items: Annotated[list[str], typer.Argument(help="Addresses, a-b ranges or CIDRs.")],
+) -> None:
+    """Add addresses to the dedicated IP inventory (already known ones are left alone)."""
+
+    def action(runtime: Runtime) -> inventory.AddedAddresses:
+        with runtime.db.transaction() as session:
+            return inventory.add_addresses(session, items=items)
+
+    result = run_service(action)
+    typer.echo(
+        f"added {len(result.added)} address(es); "
+        f"{len(result.already_present)} already in the inventory"
+    )
+
+
+@app.command()
+def worker(
+    poll_seconds: Annotated[float, typer.Option(help="Queue poll interval.")] = 0.5,
+    lease_seconds: Annotated[
+        float, typer.Option(help="How long a claimed order is ours before others may retry it.")
+    ] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="Drain the queue, then exit.")] = False,
+    pause_before_apply: Annotated[float, typer.Option(hidden=True)] = 0.0,
+) -> None:
+    """Run the order worker in the foreground (``serve`` runs one too, by default)."""
+    from adbtd.workers.orders import OrderWorker
+
+    runtime = open_runtime()
+    order_worker = OrderWorker(
+        runtime,
+        poll_seconds=poll_seconds,
+        lease_seconds=lease_seconds,
+        pause_before_apply=pause_before_apply,
+    )
+    try:
+        if once:
+            typer.echo(f"processed {order_worker.drain()} order(s)")
+            return
+        from adbtd.cli.serve import run_until_signalled
+
+        run_until_signalled([order_worker], "order worker")
     finally:
         runtime.close()
 

@@ -12,6 +12,7 @@ import uvicorn
 from adbtd.api.app import create_app
 from adbtd.db.migrate import upgrade
 from adbtd.runtime import Runtime
+from adbtd.services import inventory
 from adbtd.settings import Settings
 
 log = logging.getLogger("adbtd.serve")
@@ -32,6 +33,12 @@ def background_components(runtime: Runtime) -> list[Component]:
         from adbtd.workers.mailnode import DatabaseMailNode
 
         components.append(DatabaseMailNode(runtime))
+    if runtime.settings.run_worker:
+        from adbtd.workers.orders import OrderWorker
+
+        order_worker = OrderWorker(runtime)
+        runtime.order_placed = order_worker.wake
+        components.append(order_worker)
     return components
 
 
@@ -74,6 +81,8 @@ def run_server(settings: Settings) -> None:
     """Serve until interrupted; components stop in reverse order on the way out."""
     upgrade(settings.resolved_database_url)
     runtime = Runtime.from_settings(settings)
+    with runtime.db.transaction() as session:
+        inventory.sync_pool(session, ip_pool=settings.ip_pool)
     started: list[Component] = []
     try:
         started = start_components(background_components(runtime))

@@ -1,0 +1,161 @@
+"""The order worker: claims one pending order at a time and provisions it.
+
+Runs as a thread inside ``adbtd serve`` (``start``/``stop``; the API calls ``wake`` after
+placing an order) or in the foreground as ``adbtd worker``. Each order goes claim → plan →
+make keys and passwords (no transaction open) → complete, all-or-nothing; see
+``adbtd.services.provisioning`` for why a killed worker leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+
+from adbtd.adapters.registrar import Registrar, RegistrationFailed, registrar_for
+from adbtd.mailnode.keys import generate_dkim_key, generate_mailbox_password, hash_mailbox_password
+from adbtd.runtime import Runtime
+from adbtd.services import provisioning
+from adbtd.services.provisioning import OrderFailed, OrderPlan, Provisioned
+
+log = logging.getLogger("adbtd.worker")
+
+DEFAULT_POLL_SECONDS = 0.5
+DEFAULT_LEASE_SECONDS = 60.0
+MAX_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 2.0
+
+
+def new_worker_id() -> str:
+    """Unique per worker: host, process and a random tail (threads of one process differ)."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class OrderWorker:
+    """Provision orders from the queue until stopped."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        poll_seconds: float = DEFAULT_POLL_SECONDS,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        registrar: Registrar | None = None,
+        pause_before_apply: float = 0.0,
+    ) -> None:
+        self.runtime = runtime
+        self.worker_id = new_worker_id()
+        self.poll_seconds = poll_seconds
+        self.lease_seconds = lease_seconds
+        self.registrar = registrar or registrar_for("local")
+        self.pause_before_apply = pause_before_apply  # test hook: a window to kill the process
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Run in a background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="order-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the current order, then return."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Look at the queue now instead of at the next poll."""
+        self._wake.set()
+
+    def run(self) -> None:
+        """Loop until ``stop``: drain the queue, then wait for a wake-up or the poll interval."""
+        log.info("order worker %s started", self.worker_id)
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:
+                log.exception("order worker %s: unexpected error", self.worker_id)
+                worked = False
+            if not worked:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+        log.info("order worker %s stopped", self.worker_id)
+
+    def run_once(self) -> bool:
+        """Claim and process one order; False when the queue had nothing to take."""
+        with self.runtime.db.transaction() as session:
+            order_id = provisioning.claim_next_order(
+                session, worker_id=self.worker_id, lease_seconds=self.lease_seconds
+            )
+        if order_id is None:
+            return False
+        try:
+            self._process(order_id)
+        except OrderFailed as exc:
+            log.warning("order %s failed: %s", order_id, exc)
+            with self.runtime.db.transaction() as session:
+                provisioning.fail_order(session, order_id=order_id, reason=str(exc))
+        except Exception:
+            log.exception("order %s: attempt failed, will retry", order_id)
+            with self.runtime.db.transaction() as session:
+                provisioning.retry_later(
+                    session,
+                    order_id=order_id,
+                    worker_id=self.worker_id,
+                    delay_seconds=RETRY_BASE_SECONDS,
+                    max_attempts=MAX_ATTEMPTS,
+                )
+        return True
+
+    def drain(self) -> int:
+        """Process orders until none is left to take (tests, ``adbtd worker --once``)."""
+        done = 0
+        while self.run_once():
+            done += 1
+        return done
+
+    def _process(self, order_id: str) -> None:
+        with self.runtime.db.transaction() as session:
+            plan = provisioning.plan_order(session, order_id=order_id, worker_id=self.worker_id)
+        if plan is None:
+            log.info("order %s: claim lost before planning", order_id)
+            return
+        made = self._make(plan)
+        if self.pause_before_apply:
+            time.sleep(self.pause_before_apply)
+        with self.runtime.db.transaction() as session:
+            done = provisioning.complete_order(
+                session,
+                order_id=order_id,
+                worker_id=self.worker_id,
+                made=made,
+                secret_key=self.runtime.settings.secret_key,
+            )
+        if done:
+            log.info("order %s completed (attempt %d)", order_id, plan.attempts)
+            self.runtime.node_changed()
+        else:
+            log.info("order %s: claim lost before completing", order_id)
+
+    def _make(self, plan: OrderPlan) -> Provisioned:
+        """The slow part: registrar calls, DKIM keys, mailbox passwords and their hashes."""
+        made = Provisioned()
+        for domain_id, name in plan.to_register.items():
+            try:
+                self.registrar.register(name)
+            except RegistrationFailed as exc:
+                raise OrderFailed(str(exc)) from exc
+            made.registered.add(domain_id)
+        for domain_id in plan.keyless_domains:
+            made.dkim_keys[domain_id] = generate_dkim_key()
+        for mailbox_id in plan.passwordless_mailboxes:
+            plain = generate_mailbox_password()
+            made.passwords[mailbox_id] = (plain, hash_mailbox_password(plain))
+        return made
