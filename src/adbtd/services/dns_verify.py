@@ -170,7 +170,7 @@ def verify_domain(
         snap = snapshot(session, domain, secret_key=settings.secret_key)
     results = run_checks(snap, resolver, hosts=node_hosts(settings))
     with db.transaction() as session:
-        domain = session.get(Domain, domain_id)
+        domain = session.get(Domain, domain_id, with_for_update=True)
         if domain is None:
             raise NotFound("domain not found")
         apply_results(domain, results, now=utcnow())

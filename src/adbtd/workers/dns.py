@@ -1,0 +1,153 @@
+"""The DNS worker: publishes bought domains' zones, verifies domains, checks IP reputation.
+
+Each round: publish managed domains never published (and, every ``dns_retry_seconds``, those
+whose records changed); verify domains never checked, due by ``dns_verify_interval_seconds`` or
+whose last check timed out ``dns_retry_seconds`` ago; check IPs due by
+``reputation_interval_seconds``. Every check gets a fresh resolver, so nothing is cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from adbtd.adapters.dns_hosting import DnsHosting, DnsHostingError, build_dns_hosting
+from adbtd.adapters.dns_resolver import DnsResolver, build_resolver
+from adbtd.clock import utcnow
+from adbtd.errors import NotFound
+from adbtd.runtime import Runtime
+from adbtd.services import dns_publish, dns_verify, reputation
+
+log = logging.getLogger("adbtd.dns")
+
+BATCH = 100
+
+
+@dataclass
+class DnsRound:
+    """What one round did (for tests and logs)."""
+
+    published: list[str] = field(default_factory=list)
+    verified: list[str] = field(default_factory=list)
+    reputation_checked: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class DnsWorker:
+    """Runs rounds in a thread until stopped; ``wake`` starts the next round now."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        resolver_factory: Callable[[], DnsResolver] | None = None,
+        hosting: DnsHosting | None = None,
+        poll_seconds: float | None = None,
+    ) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.resolver_factory = resolver_factory or (lambda: build_resolver(settings))
+        self.hosting = hosting or build_dns_hosting(settings)
+        self.poll_seconds = poll_seconds or settings.dns_poll_seconds
+        self._last_compare = 0.0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="dns-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self) -> None:
+        log.info("DNS worker started")
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("DNS worker: round failed")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+        log.info("DNS worker stopped")
+
+    def run_once(self) -> DnsRound:
+        """One round of publishing, verification and reputation checks."""
+        done = DnsRound()
+        self._publish(done)
+        self._verify(done)
+        self._reputation(done)
+        return done
+
+    def _publish(self, done: DnsRound) -> None:
+        settings = self.runtime.settings
+        compare = time.monotonic() - self._last_compare >= settings.dns_retry_seconds
+        if compare:
+            self._last_compare = time.monotonic()
+        due = dns_publish.domains_to_publish(self.runtime.db, settings=settings, compare=compare)
+        for domain_id in due[:BATCH]:
+            if self._stop.is_set():
+                return
+            try:
+                if dns_publish.publish_domain(
+                    self.runtime.db, domain_id=domain_id, settings=settings, hosting=self.hosting
+                ):
+                    done.published.append(domain_id)
+            except (DnsHostingError, NotFound) as exc:
+                log.warning("publishing %s failed: %s", domain_id, exc)
+                done.errors.append(f"{domain_id}: {exc}")
+
+    def _verify(self, done: DnsRound) -> None:
+        settings = self.runtime.settings
+        with self.runtime.db.transaction() as session:
+            due = dns_verify.domains_due(
+                session,
+                now=utcnow(),
+                interval_seconds=settings.dns_verify_interval_seconds,
+                retry_seconds=settings.dns_retry_seconds,
+            )
+        for domain_id in due[:BATCH]:
+            if self._stop.is_set():
+                return
+            try:
+                dns_verify.verify_domain(
+                    self.runtime.db,
+                    domain_id=domain_id,
+                    settings=settings,
+                    resolver=self.resolver_factory(),
+                )
+                done.verified.append(domain_id)
+            except NotFound:
+                continue
+
+    def _reputation(self, done: DnsRound) -> None:
+        settings = self.runtime.settings
+        zones = settings.dnsbl_zone_list
+        if not zones:
+            return
+        with self.runtime.db.transaction() as session:
+            due = reputation.ips_due(
+                session, now=utcnow(), interval_seconds=settings.reputation_interval_seconds
+            )
+        if due and not self._stop.is_set():
+            summary = reputation.check_reputation(
+                self.runtime.db,
+                resolver=self.resolver_factory(),
+                zones=zones,
+                ip_ids=due[:BATCH],
+            )
+            done.reputation_checked = summary.checked
+            if summary.listed:
+                log.warning("blocklisted IPs: %s", ", ".join(summary.listed))
