@@ -16,19 +16,20 @@ from adbtd.errors import NotFound
 from adbtd.ids import looks_like_id
 from adbtd.mailnode.keys import dkim_public_record
 from adbtd.services import billing, inventory, node_sync
+from adbtd.services.dns_records import required_records
 from adbtd.services.node_state import DKIM_KEY_PURPOSE
 from adbtd.services.secretbox import SecretBox
+from adbtd.settings import Settings
 
 PENDING = "pending_provision"
 UNVERIFIED = "unverified"
-DMARC_POLICY = "v=DMARC1; p=none"
 
 
 @dataclass(frozen=True, slots=True)
 class DnsRecord:
     type: str
     name: str
-    value: str | None
+    value: str
     ok: bool
 
 
@@ -76,46 +77,34 @@ def delete_domain(session: Session, *, workspace_id: str, domain_id: str) -> int
     return deleted
 
 
-def dns_records(
-    *,
-    domain: str,
-    selector: str,
-    mail_hostname: str,
-    ip_addresses: list[str],
-    dkim_public: str | None,
-    flags: dict[str, bool],
-) -> list[DnsRecord]:
-    """The records to publish for ``domain`` (pure); ``flags`` are the last verification."""
-    spf = " ".join(["v=spf1", *(f"ip4:{address}" for address in ip_addresses), "-all"])
-    return [
-        DnsRecord("MX", domain, f"10 {mail_hostname}.", flags.get("mx", False)),
-        DnsRecord("TXT", domain, spf, flags.get("spf", False)),
-        DnsRecord("TXT", f"{selector}._domainkey.{domain}", dkim_public, flags.get("dkim", False)),
-        DnsRecord("TXT", f"_dmarc.{domain}", DMARC_POLICY, flags.get("dmarc", False)),
-    ]
+def domain_dns_records(session: Session, *, domain: Domain, settings: Settings) -> list[DnsRecord]:
+    """The records to publish (``adbtd.services.dns_records``) with the last verification flags.
 
-
-def domain_dns_records(
-    session: Session, *, domain: Domain, mail_hostname: str, secret_key: str
-) -> list[DnsRecord]:
-    """The records for a stored domain: SPF over the workspace's IPs, DKIM from its key."""
+    SPF covers the workspace's assigned IPs; the DKIM record appears once the key exists.
+    """
     addresses = [
-        ip.address for ip in inventory.workspace_ips(session, workspace_id=domain.workspace_id)
+        ip.address
+        for ip in inventory.workspace_ips(
+            session, workspace_id=domain.workspace_id, statuses=(inventory.ASSIGNED,)
+        )
     ]
     dkim_public = None
     if domain.dkim_private_key_encrypted is not None:
-        pem = SecretBox(secret_key, DKIM_KEY_PURPOSE).open(domain.dkim_private_key_encrypted)
-        dkim_public = dkim_public_record(pem)
-    return dns_records(
-        domain=domain.name,
-        selector=domain.dkim_selector,
-        mail_hostname=mail_hostname,
-        ip_addresses=addresses,
-        dkim_public=dkim_public,
-        flags={
-            "mx": domain.mx_ok,
-            "spf": domain.spf_ok,
-            "dkim": domain.dkim_ok,
-            "dmarc": domain.dmarc_ok,
-        },
-    )
+        box = SecretBox(settings.secret_key, DKIM_KEY_PURPOSE)
+        dkim_public = dkim_public_record(box.open(domain.dkim_private_key_encrypted))
+    flags = {
+        "mx": domain.mx_ok,
+        "spf": domain.spf_ok,
+        "dkim": domain.dkim_ok,
+        "dmarc": domain.dmarc_ok,
+    }
+    return [
+        DnsRecord(record.type, record.name, record.value, flags[record.check])
+        for record in required_records(
+            domain=domain.name,
+            ips=addresses,
+            dkim_selector=domain.dkim_selector,
+            dkim_record=dkim_public,
+            mx_hostname=settings.mx_hostname,
+        )
+    ]

@@ -38,7 +38,7 @@ class DomainOut(OutModel):
 class DnsRecordOut(OutModel):
     type: str
     name: str
-    value: str | None = Field(description="null until the record's content exists (DKIM key).")
+    value: str
     ok: bool
 
 
@@ -114,12 +114,7 @@ def read_domain(
 ) -> Envelope[DomainDetailOut]:
     """Returns one domain and every DNS record the customer must publish for it."""
     domain = domains.get_domain(session, workspace_id=auth.workspace_id, domain_id=domain_id)
-    records = domains.domain_dns_records(
-        session,
-        domain=domain,
-        mail_hostname=runtime.settings.mail_hostname,
-        secret_key=runtime.settings.secret_key,
-    )
+    records = domains.domain_dns_records(session, domain=domain, settings=runtime.settings)
     return Envelope(
         data=DomainDetailOut(
             **domain_out(domain).model_dump(),
