@@ -132,7 +132,7 @@ class DnsTestServer:
             raise
         self._tcp.daemon_threads = True
         for srv in (self._udp, self._tcp):
-            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
 
     def stop(self) -> None:
         for srv in (self._udp, self._tcp):
