@@ -26,7 +26,7 @@ def normalize_domain_name(raw: str) -> str:
     """Return the lowercase FQDN, or raise ``ValidationFailed`` saying what is wrong."""
     if not isinstance(raw, str):
         raise ValidationFailed("domain name must be a string")
-    name = raw.strip().lower()
+    name = raw.lower()
     if name.endswith("."):
         name = name[:-1]
     if not name:
@@ -56,7 +56,7 @@ def normalize_email(raw: str) -> str:
     """Return the lowercase address ``local@domain``, or raise ``ValidationFailed``."""
     if not isinstance(raw, str):
         raise ValidationFailed("email must be a string")
-    local, at, domain_part = raw.strip().rpartition("@")
+    local, at, domain_part = raw.rpartition("@")
     if not at or not local:
         raise ValidationFailed(f"{_shown(raw)} is not an email address")
     try:
