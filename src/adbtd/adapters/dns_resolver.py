@@ -8,6 +8,7 @@ they replied with an error. Nothing is cached across resolvers; build one per ch
 from __future__ import annotations
 
 import ipaddress
+import time
 from typing import Protocol
 
 import dns.exception
@@ -93,29 +94,40 @@ class DnspythonResolver:
         *,
         timeout: float = 5.0,
         attempts: int = 2,
+        budget_seconds: float | None = None,
     ) -> None:
         self._servers = list(servers or [])
         self._timeout = timeout
         self._attempts = max(1, attempts)
+        self._deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
 
-    def _resolver(self) -> dns.resolver.Resolver:
+    def _resolver(self, lifetime: float) -> dns.resolver.Resolver:
         resolver = dns.resolver.Resolver(configure=not self._servers)
         if self._servers:
             resolver.nameservers = [
                 dns.nameserver.Do53Nameserver(host, port) for host, port in self._servers
             ]
         resolver.cache = None
-        resolver.timeout = self._timeout
-        resolver.lifetime = self._timeout
+        resolver.timeout = lifetime
+        resolver.lifetime = lifetime
         resolver.retry_servfail = False
         return resolver
 
+    def _lifetime(self) -> float:
+        """The per-query limit, cut short by what is left of the whole check's budget."""
+        if self._deadline is None:
+            return self._timeout
+        return min(self._timeout, self._deadline - time.monotonic())
+
     def _query(self, name: str, rdtype: str) -> list[dns.rdata.Rdata]:
         qname = dns.name.from_text(name)
-        last: DnsLookupError | None = None
+        last = DnsTimeout(f"no time left to look up {name} {rdtype}", name=name, rdtype=rdtype)
         for _ in range(self._attempts):
+            lifetime = self._lifetime()
+            if lifetime <= 0:
+                break
             try:
-                answer = self._resolver().resolve(qname, rdtype, search=False)
+                answer = self._resolver(lifetime).resolve(qname, rdtype, search=False)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 return []
             except dns.exception.Timeout as exc:
@@ -135,7 +147,6 @@ class DnspythonResolver:
                     f"DNS lookup of {name} {rdtype} failed: {exc}", name=name, rdtype=rdtype
                 ) from exc
             return list(answer)
-        assert last is not None
         raise last
 
     def txt(self, name: str) -> list[str]:
@@ -160,10 +171,14 @@ class DnspythonResolver:
         return self.a(name) + [rdata.to_text() for rdata in self._query(name, "AAAA")]
 
 
-def build_resolver(settings: Settings) -> DnspythonResolver:
-    """A fresh resolver from ``ADBTD_DNS_RESOLVERS`` (system resolvers when unset)."""
+def build_resolver(settings: Settings, *, budget_seconds: float | None = None) -> DnspythonResolver:
+    """A fresh resolver from ``ADBTD_DNS_RESOLVERS`` (system resolvers when unset).
+
+    ``budget_seconds`` bounds all lookups made through it together (an API request waiting).
+    """
     return DnspythonResolver(
         parse_resolvers(settings.dns_resolvers),
         timeout=settings.dns_timeout_seconds,
         attempts=settings.dns_attempts,
+        budget_seconds=budget_seconds,
     )

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from adbtd import __version__
 from adbtd.api.errors import install_error_handlers
 from adbtd.api.middleware import ApiGuardMiddleware, RequestContextMiddleware
-from adbtd.api.routes import domains, ips, mailboxes, me, orders
+from adbtd.api.routes import domain_verify, domains, ips, mailboxes, me, orders
 from adbtd.runtime import Runtime
 
 API_PREFIX = "/api/v1"
@@ -28,7 +28,14 @@ def create_api(runtime: Runtime) -> FastAPI:
     )
     api.state.runtime = runtime
     install_error_handlers(api)
-    for router in (me.router, domains.router, ips.router, mailboxes.router, orders.router):
+    for router in (
+        me.router,
+        domains.router,
+        domain_verify.router,
+        ips.router,
+        mailboxes.router,
+        orders.router,
+    ):
         api.include_router(router)
     api.add_middleware(ApiGuardMiddleware, runtime=runtime)
     return api
