@@ -66,7 +66,7 @@ class DnsWorker:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=60)
+            self._thread.join(timeout=15)
             self._thread = None
 
     def wake(self) -> None:
