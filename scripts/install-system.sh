@@ -3,6 +3,8 @@
 set -euo pipefail
 
 packages=(postfix dovecot-imapd dovecot-lmtpd opendkim opendkim-tools postgresql ca-certificates)
+# PowerDNS hosts bought domains' zones; adbtd runs its own pdns_server (SQLite backend, loopback).
+packages+=(pdns-server pdns-backend-sqlite3)
 if [ "${1:-}" = "--test" ]; then
     packages+=(redis-server chromium)  # chromium: the dashboard's browser tests (Playwright)
 fi
@@ -25,6 +27,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # adbtd starts pdns_server itself with its own config; the packaged service stays off.
+    if [[ " ${missing[*]} " == *" pdns-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now pdns >/dev/null 2>&1 || true
+    fi
 fi
 
 # Mail is stored as this unprivileged user; the packages do not create it.

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from adbtd import __version__
 from adbtd.api.errors import install_error_handlers
 from adbtd.api.middleware import ApiGuardMiddleware, RequestContextMiddleware
 from adbtd.api.routes import domain_verify, domains, ips, mailboxes, me, orders
+from adbtd.dashboard import create_dashboard, webhook_router
 from adbtd.runtime import Runtime
 
 API_PREFIX = "/api/v1"
+DASHBOARD_PREFIX = "/dashboard"
 
 
 def create_api(runtime: Runtime) -> FastAPI:
@@ -48,6 +50,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.mount(API_PREFIX, create_api(runtime))
+    dashboard = create_dashboard(runtime)
+    app.mount(DASHBOARD_PREFIX, dashboard)
+    app.include_router(webhook_router(dashboard.state.billing))
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse(DASHBOARD_PREFIX + "/")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
