@@ -5,6 +5,8 @@ Nothing reads the environment at import time; callers build a ``Settings`` once 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import secrets
 from pathlib import Path
@@ -59,6 +61,8 @@ class Settings(BaseSettings):
     pdns_api_url: str = "http://127.0.0.1:8081"
     pdns_api_key: str = ""
     pdns_server_id: str = "localhost"
+    pdns_local: bool = False
+    pdns_dns_port: int = Field(default=10053, gt=0, lt=65536)
     run_dns_worker: bool = True
 
     rate_limit_store: str = "memory"  # "memory" or a redis:// URL shared by API processes
@@ -135,6 +139,13 @@ class Settings(BaseSettings):
         if self.session_cookie_secure is not None:
             return self.session_cookie_secure
         return self.env != "embedded"
+
+    @property
+    def pdns_key(self) -> str:
+        """The PowerDNS API key: the setting, else (own pdns_server) derived from the secret."""
+        if self.pdns_api_key or not self.pdns_local:
+            return self.pdns_api_key
+        return hmac.new(self.secret_key.encode(), b"pdns-api-key", hashlib.sha256).hexdigest()
 
     @property
     def base_url(self) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from adbtd.adapters.dns_hosting import HostedRecord
 from adbtd.adapters.dns_resolver import DnsServerFailure, build_resolver
 from adbtd.adapters.pdns import PowerDnsHosting
 from adbtd.adapters.pdns_server import PowerDnsServer, pdns_installed
+from adbtd.cli.serve import background_components, start_components, stop_components
 from adbtd.db.models import Domain
 from adbtd.runtime import Runtime
 from adbtd.services import dns_publish
@@ -131,3 +134,41 @@ def test_byo_domains_are_never_published(
     assert done.verified == [seeded.id]
     hosting = PowerDnsHosting(pdns.api_url, pdns.api_key)
     assert hosting.zone_rrsets(seeded.name) is None
+
+
+def test_serve_components_publish_and_verify_a_bought_domain_on_their_own(
+    settings_factory: Callable[..., Settings], tenant: Tenant, tmp_path: Path
+) -> None:
+    dns_port, api_port = free_port(), free_port()
+    settings = settings_factory(
+        data_dir=tmp_path / "own",
+        pdns_local=True,
+        pdns_dns_port=dns_port,
+        pdns_api_url=f"http://127.0.0.1:{api_port}",
+        dns_resolvers=f"127.0.0.1:{dns_port}",
+        dns_poll_seconds=0.2,
+        dnsbl_zones="",
+        run_mailnode=False,
+        run_worker=False,
+    )
+    runtime = Runtime.from_settings(settings)
+    try:
+        add_ips(runtime, tenant.workspace_id, IP)
+        seeded = add_domain(runtime, tenant.workspace_id, zone_name(), (IP,), managed=True)
+        components = background_components(runtime)
+        assert [type(c).__name__ for c in components] == ["LocalPowerDns", "DnsWorker"]
+        started = start_components(components)
+        try:
+            deadline = time.monotonic() + 20
+            status = ""
+            while time.monotonic() < deadline and status != "verified":
+                time.sleep(0.2)
+                with runtime.db.transaction() as session:
+                    domain = session.get(Domain, seeded.id)
+                    status = domain.status if domain else ""
+            assert status == "verified"
+        finally:
+            stop_components(started)
+        assert (tmp_path / "own" / "pdns" / "pdns.sqlite3").exists()
+    finally:
+        runtime.close()

@@ -60,13 +60,14 @@ def _zone_key(zone: str) -> str:
 
 
 def build_dns_hosting(settings: Settings) -> DnsHosting:
-    """The DNS host of this deployment: PowerDNS's HTTP API or the local recorder."""
-    if settings.dns_hosting_provider == "pdns":
+    """The DNS host of this deployment: PowerDNS's HTTP API (also when we run our own
+    pdns_server) or the local recorder."""
+    if settings.dns_hosting_provider == "pdns" or settings.pdns_local:
         from adbtd.adapters.pdns import PowerDnsHosting
 
         return PowerDnsHosting(
             settings.pdns_api_url,
-            settings.pdns_api_key,
+            settings.pdns_key,
             server_id=settings.pdns_server_id,
             timeout=settings.dns_timeout_seconds,
         )

@@ -39,6 +39,10 @@ def background_components(runtime: Runtime) -> list[Component]:
         order_worker = OrderWorker(runtime)
         runtime.order_placed = order_worker.wake
         components.append(order_worker)
+    if runtime.settings.pdns_local:
+        from adbtd.workers.dns import LocalPowerDns
+
+        components.append(LocalPowerDns(runtime.settings))
     if runtime.settings.run_dns_worker:
         from adbtd.workers.dns import DnsWorker
 

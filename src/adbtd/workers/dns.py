@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from adbtd.adapters.dns_hosting import DnsHosting, DnsHostingError, build_dns_hosting
 from adbtd.adapters.dns_resolver import DnsResolver, build_resolver
+from adbtd.adapters.pdns_server import PowerDnsServer
 from adbtd.clock import utcnow
 from adbtd.errors import NotFound
 from adbtd.runtime import Runtime
 from adbtd.services import dns_publish, dns_verify, reputation
+from adbtd.settings import Settings
 
 log = logging.getLogger("adbtd.dns")
 
@@ -151,3 +154,24 @@ class DnsWorker:
             done.reputation_checked = summary.checked
             if summary.listed:
                 log.warning("blocklisted IPs: %s", ", ".join(summary.listed))
+
+
+class LocalPowerDns:
+    """``serve``'s own pdns_server (``ADBTD_PDNS_LOCAL``): zones of bought domains on loopback."""
+
+    def __init__(self, settings: Settings) -> None:
+        api = urllib.parse.urlsplit(settings.pdns_api_url)
+        self.server = PowerDnsServer(
+            settings.data_dir / "pdns",
+            api_key=settings.pdns_key,
+            dns_port=settings.pdns_dns_port,
+            api_port=api.port or 8081,
+            address=api.hostname or "127.0.0.1",
+        )
+
+    def start(self) -> None:
+        self.server.start()
+        log.info("PowerDNS: DNS on %s, API on %s", self.server.dns_address, self.server.api_url)
+
+    def stop(self) -> None:
+        self.server.stop()
