@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 
 from adbtd.adapters.dns_hosting import HostedRecord
 from adbtd.adapters.dns_resolver import DnsServerFailure, build_resolver
@@ -121,6 +122,32 @@ def test_a_bought_domain_is_published_verified_and_removed(
     dns_publish.unpublish_domain(worker.hosting, name=name)
     with pytest.raises(DnsServerFailure):
         resolver.mx(name)
+
+
+def test_zones_of_deleted_domains_are_removed_and_foreign_zones_kept(
+    runtime: Runtime, tenant: Tenant, pdns: PowerDnsServer
+) -> None:
+    add_ips(runtime, tenant.workspace_id, IP)
+    seeded = add_domain(runtime, tenant.workspace_id, zone_name(), (IP,), managed=True)
+    worker = DnsWorker(runtime)
+    assert worker.run_once().published == [seeded.id]
+    foreign = zone_name()
+    status, _ = PowerDnsHosting(pdns.api_url, pdns.api_key)._call(
+        "POST", "/zones", {"name": foreign + ".", "kind": "Native", "nameservers": []}
+    )
+    assert status == 201
+    assert seeded.name in worker.hosting.list_zones()
+    assert foreign not in worker.hosting.list_zones()
+
+    with runtime.db.transaction() as session:
+        session.execute(delete(Domain).where(Domain.id == seeded.id))
+    worker._last_compare = 0.0
+    assert worker.run_once().removed == [seeded.name]
+    assert seeded.name not in worker.hosting.list_zones()
+    hosting = PowerDnsHosting(pdns.api_url, pdns.api_key)
+    assert hosting.zone_rrsets(seeded.name) is None
+    assert hosting.zone_rrsets(foreign) is not None
+    hosting.delete_zone(foreign)
 
 
 def test_byo_domains_are_never_published(

@@ -38,6 +38,10 @@ class DnsHosting(Protocol):
         """Remove ``zone`` and everything in it; a zone that is not there is fine."""
         ...
 
+    def list_zones(self) -> list[str]:
+        """Zones this platform published (others on the same DNS host are not listed)."""
+        ...
+
 
 class LocalDnsHosting:
     """Publishes nowhere; keeps the zones it was given, for tests and the embedded default."""
@@ -53,6 +57,10 @@ class LocalDnsHosting:
     def delete_zone(self, zone: str) -> None:
         with self._lock:
             self.zones.pop(_zone_key(zone), None)
+
+    def list_zones(self) -> list[str]:
+        with self._lock:
+            return sorted(self.zones)
 
 
 def _zone_key(zone: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from adbtd.adapters.dns_hosting import DnsHostingError, HostedRecord
 
 KEPT_TYPES = frozenset({"SOA", "NS"})
+ACCOUNT = "adbtd"  # marks the zones we created, so we never touch anyone else's
 TXT_STRING_MAX = 255
 
 
@@ -101,6 +102,7 @@ class PowerDnsHosting:
                 {
                     "name": fqdn(zone),
                     "kind": "Native",
+                    "account": ACCOUNT,
                     "nameservers": self._nameservers,
                     "rrsets": [dict(r, changetype="REPLACE") for r in wanted],
                 },
@@ -118,6 +120,15 @@ class PowerDnsHosting:
         changes = [dict(r, changetype="REPLACE") for r in wanted] + stale
         status, body = self._call("PATCH", self._zone_path(zone), {"rrsets": changes})
         _expect(status, body, "update zone", zone)
+
+    def list_zones(self) -> list[str]:
+        status, body = self._call("GET", "/zones")
+        _expect(status, body, "list zones", "")
+        return sorted(
+            z["name"].rstrip(".").lower()
+            for z in body or []
+            if isinstance(z, dict) and z.get("account") == ACCOUNT
+        )
 
     def delete_zone(self, zone: str) -> None:
         status, body = self._call("DELETE", self._zone_path(zone))

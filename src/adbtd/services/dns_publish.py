@@ -111,3 +111,16 @@ def domains_to_publish(db: Database, *, settings: Settings, compare: bool = True
         if plan is not None and published.get("digest") != plan.digest:
             due.append(domain_id)
     return due
+
+
+def remove_orphan_zones(db: Database, *, hosting: DnsHosting) -> list[str]:
+    """Delete hosted zones whose managed domain is gone (deleted while the host was down)."""
+    zones = hosting.list_zones()
+    if not zones:
+        return []
+    with db.transaction() as session:
+        names = set(session.scalars(select(Domain.name).where(Domain.managed.is_(True))))
+    orphans = [zone for zone in zones if zone not in names]
+    for zone in orphans:
+        hosting.delete_zone(zone)
+    return orphans

@@ -34,6 +34,7 @@ class DnsRound:
     """What one round did (for tests and logs)."""
 
     published: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     verified: list[str] = field(default_factory=list)
     reputation_checked: int = 0
     errors: list[str] = field(default_factory=list)
@@ -99,6 +100,14 @@ class DnsWorker:
         compare = time.monotonic() - self._last_compare >= settings.dns_retry_seconds
         if compare:
             self._last_compare = time.monotonic()
+        if compare:
+            try:
+                done.removed = dns_publish.remove_orphan_zones(
+                    self.runtime.db, hosting=self.hosting
+                )
+            except DnsHostingError as exc:
+                log.warning("removing zones of deleted domains failed: %s", exc)
+                done.errors.append(str(exc))
         due = dns_publish.domains_to_publish(self.runtime.db, settings=settings, compare=compare)
         for domain_id in due[:BATCH]:
             if self._stop.is_set():
