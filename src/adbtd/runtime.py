@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from adbtd.adapters.imap_pool import ImapPool
+from adbtd.adapters.pool import ClientTls
+from adbtd.adapters.smtp_pool import SmtpPool
 from adbtd.db.engine import Database
 from adbtd.services.ratelimit import BucketStore, MemoryBucketStore
 from adbtd.settings import Settings
@@ -19,6 +22,14 @@ def make_bucket_store(spec: str) -> BucketStore:
     if spec != "memory":
         raise ValueError(f"unknown ADBTD_RATE_LIMIT_STORE {spec!r}")
     return MemoryBucketStore()
+
+
+def mail_client_tls(settings: Settings) -> ClientTls:
+    """The API trusts exactly its node's certificate: the operator's or the self-signed one."""
+    from adbtd.mailnode.node import build_node_config
+    from adbtd.mailnode.tls import tls_paths
+
+    return ClientTls("pinned", tls_paths(build_node_config(settings))[0])
 
 
 def _nothing() -> None:
@@ -37,6 +48,18 @@ class Runtime:
     buckets: BucketStore = field(default_factory=MemoryBucketStore)
     node_changed: Callable[[], None] = _nothing
     order_placed: Callable[[], None] = _nothing
+    smtp_pool: SmtpPool = field(init=False)
+    imap_pool: ImapPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        tls = mail_client_tls(self.settings)
+        self.smtp_pool = SmtpPool(tls=tls, local_hostname=self.settings.mail_hostname)
+        self.imap_pool = ImapPool(tls=tls)
+
+    def evict_mailbox(self, mailbox_id: str) -> None:
+        """Close a mailbox's pooled SMTP/IMAP logins (after a password change or deletion)."""
+        self.smtp_pool.evict(mailbox_id)
+        self.imap_pool.evict(mailbox_id)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -48,4 +71,6 @@ class Runtime:
         )
 
     def close(self) -> None:
+        self.smtp_pool.close()
+        self.imap_pool.close()
         self.db.dispose()

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from adbtd import __version__
 from adbtd.api.errors import install_error_handlers
 from adbtd.api.middleware import ApiGuardMiddleware, RequestContextMiddleware
-from adbtd.api.routes import domain_verify, domains, ips, mailboxes, me, orders
+from adbtd.api.routes import domain_verify, domains, ips, mailboxes, me, messages, orders
 from adbtd.dashboard import create_dashboard, webhook_router
 from adbtd.runtime import Runtime
 
@@ -37,6 +37,7 @@ def create_api(runtime: Runtime) -> FastAPI:
         ips.router,
         mailboxes.router,
         orders.router,
+        messages.router,
     ):
         api.include_router(router)
     api.add_middleware(ApiGuardMiddleware, runtime=runtime)

@@ -1,0 +1,182 @@
+"""Submit messages as a mailbox over warm, authenticated SMTP connections (STARTTLS + AUTH).
+
+The envelope is sent step by step (MAIL, RCPT..., DATA) rather than with ``sendmail`` so that
+the server's final reply (``250 2.0.0 Ok: queued as ABC123``) reaches the caller. A dropped
+connection is retried on a fresh one only before DATA starts: after that the server may have
+queued the message, and a retry could deliver it twice.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+from dataclasses import dataclass
+
+from adbtd.adapters.pool import (
+    ClientTls,
+    ConnectionDropped,
+    KeyedPool,
+    Login,
+    PoolBusy,
+    PoolLimits,
+)
+from adbtd.errors import SmtpFailure
+
+DEFAULT_LIMITS = PoolLimits(max_per_key=4, max_total=64, idle_timeout=60.0)
+CLOSE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """Which recipients the server took, which it refused (with its reply), its final reply."""
+
+    accepted: list[str]
+    rejected: dict[str, str]
+    response: str
+
+
+class SmtpConnector:
+    """Opens submission connections: EHLO, STARTTLS, EHLO, AUTH as the mailbox."""
+
+    def __init__(self, *, tls: ClientTls, local_hostname: str, timeout: float = 30.0) -> None:
+        self.tls = tls
+        self.local_hostname = local_hostname
+        self.timeout = timeout
+
+    def open(self, login: Login) -> smtplib.SMTP:
+        where = f"{login.host}:{login.port}"
+        try:
+            conn = smtplib.SMTP(
+                login.host, login.port, local_hostname=self.local_hostname, timeout=self.timeout
+            )
+        except (smtplib.SMTPException, OSError) as exc:
+            raise SmtpFailure(f"cannot connect to SMTP server {where}: {_describe(exc)}") from exc
+        try:
+            conn.ehlo()
+            if not conn.has_extn("starttls"):
+                raise SmtpFailure(f"SMTP server {where} does not offer STARTTLS")
+            conn.starttls(context=self.tls.context())
+            conn.ehlo()
+            conn.login(login.username, login.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            self.close(conn)
+            raise SmtpFailure(f"SMTP login as {login.username} refused: {_reply(exc)}") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close(conn)
+            raise SmtpFailure(f"cannot connect to SMTP server {where}: {_describe(exc)}") from exc
+        except BaseException:
+            self.close(conn)
+            raise
+        return conn
+
+    def check(self, conn: smtplib.SMTP) -> bool:
+        return bool(conn.noop()[0] == 250)
+
+    def usable(self, conn: smtplib.SMTP) -> bool:
+        return conn.sock is not None
+
+    def close(self, conn: smtplib.SMTP) -> None:
+        if conn.sock is None:
+            return
+        try:
+            conn.sock.settimeout(CLOSE_TIMEOUT)
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
+
+class SmtpPool:
+    """Warm submission connections per mailbox; see ``adbtd.adapters.pool`` for the rules."""
+
+    def __init__(
+        self,
+        *,
+        tls: ClientTls,
+        local_hostname: str,
+        limits: PoolLimits = DEFAULT_LIMITS,
+        timeout: float = 30.0,
+    ) -> None:
+        connector = SmtpConnector(tls=tls, local_hostname=local_hostname, timeout=timeout)
+        self.pool: KeyedPool[smtplib.SMTP] = KeyedPool(connector, limits, name="smtp")
+
+    def submit(self, login: Login, envelope: Envelope) -> SubmitResult:
+        """Submit one message; refused as a whole → ``SmtpFailure`` with the server's reply."""
+        try:
+            return self.pool.run(login, lambda conn: _submit(conn, envelope))
+        except ConnectionDropped as exc:
+            raise SmtpFailure(f"SMTP connection lost: {exc}") from exc
+        except PoolBusy as exc:
+            raise SmtpFailure(str(exc)) from exc
+
+    def evict(self, mailbox_id: str) -> int:
+        return self.pool.evict(mailbox_id)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _submit(conn: smtplib.SMTP, envelope: Envelope) -> SubmitResult:
+    try:
+        options = [f"SIZE={len(envelope.data)}"] if conn.has_extn("size") else []
+        code, reply = conn.mail(envelope.sender, options)
+        if code != 250:
+            _reset(conn)
+            raise SmtpFailure(_format(code, reply))
+        rejected: dict[str, str] = {}
+        for rcpt in envelope.recipients:
+            code, reply = conn.rcpt(rcpt)
+            if code not in (250, 251):
+                rejected[rcpt] = _format(code, reply)
+        if len(rejected) == len(envelope.recipients):
+            _reset(conn)
+            first = next(iter(rejected.values()))
+            raise SmtpFailure(f"every recipient was refused: {first}")
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        conn.close()
+        raise ConnectionDropped(_describe(exc)) from exc
+    try:
+        code, reply = conn.data(envelope.data)
+    except smtplib.SMTPDataError as exc:
+        _reset(conn)
+        raise SmtpFailure(_reply(exc)) from exc
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        conn.close()
+        raise SmtpFailure(
+            f"SMTP connection lost during DATA ({_describe(exc)}); the message may not have "
+            "been queued"
+        ) from exc
+    if code != 250:
+        raise SmtpFailure(_format(code, reply))
+    accepted = [r for r in envelope.recipients if r not in rejected]
+    return SubmitResult(accepted, rejected, _format(code, reply))
+
+
+def _reset(conn: smtplib.SMTP) -> None:
+    try:
+        conn.rset()
+    except (smtplib.SMTPException, OSError):
+        conn.close()
+
+
+def _format(code: int, reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return f"{code} {text}".strip()
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return _format(exc.smtp_code, exc.smtp_error)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _reply(exc)
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,219 @@
+"""POST /mailboxes/:id/send, GET /mailboxes/:id/messages, GET /mailboxes/:id/messages/:uid.
+
+Sync routes (run in the threadpool): the service does blocking SMTP/IMAP through the pools.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import Field
+
+from adbtd.api.deps import AuthDep, RuntimeDep
+from adbtd.api.schemas import Envelope, InModel, OutModel, error_responses
+from adbtd.clock import iso_ms
+from adbtd.services import mail
+from adbtd.services.mail import MailContext
+
+router = APIRouter(tags=["messages"])
+
+
+def get_mail(runtime: RuntimeDep) -> MailContext:
+    return MailContext(runtime.db, runtime.settings, runtime.smtp_pool, runtime.imap_pool)
+
+
+MailDep = Annotated[MailContext, Depends(get_mail)]
+FolderQuery = Annotated[str, Query(description='IMAP folder name. Defaults to "INBOX".')]
+
+
+class SendIn(InModel):
+    to: str | list[str] = Field(description="One address or a list; `Name <addr>` allowed.")
+    cc: list[str] | None = None
+    bcc: list[str] | None = Field(None, description="Envelope only, never in the headers.")
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    from_name: str | None = Field(None, alias="fromName")
+    reply_to: str | None = Field(None, alias="replyTo")
+
+
+class SendOut(OutModel):
+    message_id: str
+    accepted: list[str]
+    rejected: list[str]
+    response: str
+
+
+class MessageSummaryOut(OutModel):
+    uid: int
+    message_id: str | None
+    subject: str | None
+    from_: list[str] = Field(alias="from")
+    to: list[str]
+    cc: list[str]
+    date: str | None
+    flags: list[str]
+    size: int
+    seen: bool
+
+
+class MessageListOut(OutModel):
+    folder: str
+    total: int
+    uid_validity: int | None
+    messages: list[MessageSummaryOut]
+    next_before: int | None
+
+
+class AttachmentOut(OutModel):
+    filename: str | None
+    content_type: str
+    size: int
+    content_id: str | None
+
+
+class MessageOut(OutModel):
+    uid: int
+    message_id: str | None
+    subject: str | None
+    from_: str | None = Field(alias="from")
+    to: str | None
+    cc: str | None
+    date: str | None
+    text: str | None
+    html: str | None
+    attachments: list[AttachmentOut]
+    flags: list[str]
+    seen: bool
+
+
+@router.post(
+    "/mailboxes/{mailbox_id}/send",
+    response_model=Envelope[SendOut],
+    responses=error_responses(404, 409, 502),
+)
+def send_message(mailbox_id: str, body: SendIn, auth: AuthDep, ctx: MailDep) -> Envelope[SendOut]:
+    """Submits an outbound message through the mailbox's SMTP submission server."""
+    result = mail.send(
+        ctx,
+        workspace_id=auth.workspace_id,
+        mailbox_id=mailbox_id,
+        to=body.to,
+        cc=body.cc,
+        bcc=body.bcc,
+        subject=body.subject,
+        text=body.text,
+        html=body.html,
+        from_name=body.from_name,
+        reply_to=body.reply_to,
+    )
+    return Envelope(
+        data=SendOut(
+            message_id=result.message_id,
+            accepted=result.accepted,
+            rejected=result.rejected,
+            response=result.response,
+        )
+    )
+
+
+@router.get(
+    "/mailboxes/{mailbox_id}/messages",
+    response_model=Envelope[MessageListOut],
+    responses=error_responses(404, 409, 502),
+)
+def list_messages(
+    mailbox_id: str,
+    auth: AuthDep,
+    ctx: MailDep,
+    folder: FolderQuery = mail.DEFAULT_FOLDER,
+    limit: Annotated[int, Query(description="1-100, default 25.")] = mail.DEFAULT_LIMIT,
+    before: Annotated[int | None, Query(description="Only UIDs below this one.")] = None,
+) -> Envelope[MessageListOut]:
+    """Lists recent messages from an IMAP folder, newest first."""
+    page = mail.list_messages(
+        ctx,
+        workspace_id=auth.workspace_id,
+        mailbox_id=mailbox_id,
+        folder=folder,
+        limit=limit,
+        before=before,
+    )
+    messages = [
+        MessageSummaryOut(
+            uid=m.uid,
+            message_id=m.message_id,
+            subject=m.subject,
+            from_=m.from_,
+            to=m.to,
+            cc=m.cc,
+            date=_iso(m.date),
+            flags=m.flags,
+            size=m.size,
+            seen="\\Seen" in m.flags,
+        )
+        for m in page.messages
+    ]
+    return Envelope(
+        data=MessageListOut(
+            folder=page.folder,
+            total=page.total,
+            uid_validity=page.uid_validity,
+            messages=messages,
+            next_before=page.next_before,
+        )
+    )
+
+
+@router.get(
+    "/mailboxes/{mailbox_id}/messages/{uid}",
+    response_model=Envelope[MessageOut],
+    responses=error_responses(404, 409, 502),
+)
+def fetch_message(
+    mailbox_id: str,
+    uid: int,
+    auth: AuthDep,
+    ctx: MailDep,
+    folder: FolderQuery = mail.DEFAULT_FOLDER,
+    mark_seen: Annotated[
+        Literal["0", "1"], Query(alias="markSeen", description='"1" marks the message read.')
+    ] = "0",
+) -> Envelope[MessageOut]:
+    """Returns one message: headers, text and HTML bodies, attachment metadata."""
+    m = mail.fetch_message(
+        ctx,
+        workspace_id=auth.workspace_id,
+        mailbox_id=mailbox_id,
+        uid=uid,
+        folder=folder,
+        mark_seen=mark_seen == "1",
+    )
+    attachments = [
+        AttachmentOut(
+            filename=a.filename, content_type=a.content_type, size=a.size, content_id=a.content_id
+        )
+        for a in m.attachments
+    ]
+    return Envelope(
+        data=MessageOut(
+            uid=m.uid,
+            message_id=m.message_id,
+            subject=m.subject,
+            from_=m.from_,
+            to=m.to,
+            cc=m.cc,
+            date=_iso(m.date),
+            text=m.text,
+            html=m.html,
+            attachments=attachments,
+            flags=m.flags,
+            seen="\\Seen" in m.flags,
+        )
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return iso_ms(moment)
