@@ -20,6 +20,7 @@ from adbtd.runtime import Runtime
 
 log = logging.getLogger("adbtd.dashboard")
 STATIC_DIR = Path(__file__).parent / "static"
+ROUTE_MODULES = (account, overview, keys, orders, resources, billing)
 NOTICES = {
     "welcome": "Welcome! Your workspace is ready.",
     "signed-out": "You are signed out.",
@@ -42,7 +43,7 @@ def create_dashboard(runtime: Runtime, provider: BillingProvider | None = None) 
     app.state.billing = provider or make_billing_provider(runtime.settings)
     app.state.templates = make_templates()
     app.state.templates.env.globals["notices"] = NOTICES
-    for module in (account, overview, keys, orders, resources, billing):
+    for module in ROUTE_MODULES:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_error_pages(app)

@@ -70,7 +70,7 @@ def first_order(
     viewer: ViewerDep,
     domain: Annotated[str, Form(max_length=253)] = "",
     mode: Annotated[str, Form(max_length=8)] = "byo",
-    ip_count: Annotated[str, Form(max_length=4)] = "1",
+    ip_count: Annotated[str, Form(max_length=16)] = "1",
     mailboxes: Annotated[str, Form(max_length=20000)] = "",
 ) -> Response:
     form = {"domain": domain, "mode": mode, "ips": ip_count, "mailboxes": mailboxes}
