@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from adbtd.adapters.dns_resolver import DnsLookupError, DnsResolver, DnsTimeout
@@ -190,9 +190,11 @@ def domains_due(
 ) -> list[str]:
     """Domains never checked, due by schedule, or whose last check hit a timeout."""
     due: list[tuple[datetime | None, str]] = []
+    soonest = now - timedelta(seconds=min(interval_seconds, retry_seconds))
     rows = session.execute(
         select(Domain.id, Domain.last_verified_at, Domain.dns_results).where(
-            Domain.status.not_in(UNVERIFIABLE_STATUSES)
+            Domain.status.not_in(UNVERIFIABLE_STATUSES),
+            or_(Domain.last_verified_at.is_(None), Domain.last_verified_at <= soonest),
         )
     )
     for domain_id, last, results in rows:
