@@ -107,7 +107,7 @@ class MailEnv:
         try:
             conn.select(folder, readonly=True)
             _, data = conn.uid("FETCH", str(uid), "(FLAGS)")
-            return [f.decode() for f in imaplib.ParseFlags(data[0])]
+            return [f.decode() for f in imaplib.ParseFlags(data[0]) if f != b"\\Recent"]
         finally:
             conn.logout()
 

@@ -32,6 +32,7 @@ MAX_FOLDER_CHARS = 255
 MAX_FETCH_BYTES = 25 * 1024 * 1024
 LIST_HEADER_FIELDS = "MESSAGE-ID SUBJECT FROM TO CC DATE"
 CLOSE_TIMEOUT = 2.0
+RECENT = "\\Recent"  # per-session and gone in IMAP4rev2: never reported
 
 R = TypeVar("R")
 
@@ -275,7 +276,9 @@ def _parse_fetch(data: Sequence[object]) -> dict[int, FetchedItem]:
         date = _INTERNALDATE.search(meta)
         found[int(uid.group(1))] = FetchedItem(
             uid=int(uid.group(1)),
-            flags=flags.group(1).decode("utf-8", "replace").split() if flags else [],
+            flags=[f for f in flags.group(1).decode("utf-8", "replace").split() if f != RECENT]
+            if flags
+            else [],
             size=int(size.group(1)) if size else len(section),
             internaldate=date.group(1).decode("ascii", "replace") if date else None,
             section=section,
