@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adbtd import __version__
-from adbtd.api.errors import install_error_handlers
+from adbtd.api.errors import CODE_BY_HTTP_STATUS, error_response, install_error_handlers
 from adbtd.api.middleware import ApiGuardMiddleware, RequestContextMiddleware
 from adbtd.api.routes import domain_verify, domains, ips, mailboxes, me, messages, orders
 from adbtd.dashboard import create_dashboard, webhook_router
@@ -63,5 +65,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     def healthz() -> JSONResponse:
         return JSONResponse({"ok": True})
 
+    app.add_exception_handler(StarletteHTTPException, _api_envelope_outside_mount)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def _api_envelope_outside_mount(request: Request, exc: Exception) -> Response:
+    """An ``/api/v1`` path the mount cannot match (``%0A`` in an id) still gets the envelope."""
+    assert isinstance(exc, StarletteHTTPException)
+    if request.url.path.startswith(API_PREFIX + "/") or request.url.path == API_PREFIX:
+        code = CODE_BY_HTTP_STATUS.get(exc.status_code, "not_found")
+        return error_response(code, "no such route")
+    return await http_exception_handler(request, exc)
