@@ -137,7 +137,8 @@ def _submit(conn: smtplib.SMTP, envelope: Envelope) -> SubmitResult:
         if len(rejected) == len(envelope.recipients):
             _reset(conn)
             first = next(iter(rejected.values()))
-            raise SmtpFailure(f"every recipient was refused: {first}")
+            more = f" (all {len(rejected)} recipients refused)" if len(rejected) > 1 else ""
+            raise SmtpFailure(first + more)
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
         conn.close()
         raise ConnectionDropped(_describe(exc)) from exc
