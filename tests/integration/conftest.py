@@ -45,6 +45,7 @@ def _worker_offset() -> int:
 @dataclass
 class SinkMessage:
     peer: str
+    helo: str
     mail_from: str
     rcpt_tos: list[str]
     content: bytes
@@ -80,7 +81,11 @@ class _SinkHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = SinkMessage(
-            session.peer[0], envelope.mail_from, list(envelope.rcpt_tos), envelope.content
+            session.peer[0],
+            session.host_name,
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            envelope.content,
         )
         with self.sink.lock:
             self.sink.messages.append(message)
@@ -91,8 +96,9 @@ class _SinkHandler:
 def smtp_sink() -> Iterator[SmtpSink]:
     """An aiosmtpd server on loopback standing in for ADBTD_OUTBOUND_RELAY."""
     sink = SmtpSink("127.0.0.1", free_port())
-    controller = Controller(_SinkHandler(sink), hostname=sink.host, port=sink.port,
-                            server_hostname="sink.test")
+    controller = Controller(
+        _SinkHandler(sink), hostname=sink.host, port=sink.port, server_hostname="sink.test"
+    )
     controller.start()
     try:
         yield sink
@@ -118,7 +124,19 @@ class RunningNode:
 
     def ip(self, last: int) -> str:
         """A dedicated test address in 127.0.2.0/24 (127.0.3.x etc. for other xdist workers)."""
-        return f"127.0.{2 + _worker_offset()}.{last}"
+        return node_ip(last)
+
+    def maildir(self, email: str) -> Path:
+        """Where Dovecot keeps ``email``'s mail (``mail_home``/Maildir)."""
+        local, _, domain = email.lower().rpartition("@")
+        return self.config.base_dir / "mail" / domain / local / "Maildir"
+
+
+def node_ip(last: int) -> str:
+    return f"127.0.{2 + _worker_offset()}.{last}"
+
+
+HELO_IP = 31  # the one test IP with its own HELO name (``NodeConfig.ip_hostnames``)
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +156,7 @@ def mailnode(smtp_sink: SmtpSink) -> Iterator[RunningNode]:
         outbound_relay=smtp_sink.relay,
         auth_penalty=False,
         require_safe_keys=False,  # under /tmp; production keeps it on
+        ip_hostnames={node_ip(HELO_IP): "out31.node.test"},
     )
     holder: dict[str, RunningNode] = {}
     node = MailNode(lambda: holder["node"].state, config)

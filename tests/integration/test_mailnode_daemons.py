@@ -31,8 +31,9 @@ def tenant_state(domain: str, ip: str, key: str, **passwords: str) -> NodeState:
         NodeMailbox(f"{local}@{domain}", hash_mailbox_password(pw, cost=4), ip)
         for local, pw in sorted(passwords.items())
     )
-    return NodeState(ips=(ip,), domains=(NodeDomain(domain, "sel", key, (ip,)),),
-                     mailboxes=mailboxes)
+    return NodeState(
+        ips=(ip,), domains=(NodeDomain(domain, "sel", key, (ip,)),), mailboxes=mailboxes
+    )
 
 
 def merge(*states: NodeState) -> NodeState:
@@ -54,8 +55,7 @@ def dkim_dns(key: str) -> Callable[..., bytes]:
 
 
 def submission(node: RunningNode, ip: str, tls: ssl.SSLContext) -> smtplib.SMTP:
-    client = smtplib.SMTP(ip, node.config.submission_port, local_hostname=CLIENT_NAME,
-                          timeout=10)
+    client = smtplib.SMTP(ip, node.config.submission_port, local_hostname=CLIENT_NAME, timeout=10)
     client.starttls(context=tls)
     client.ehlo(CLIENT_NAME)
     return client
@@ -69,15 +69,15 @@ def message(sender: str, rcpt: str, subject: str) -> EmailMessage:
     return msg
 
 
-def imap_login(node: RunningNode, ip: str, user: str, password: str,
-               tls: ssl.SSLContext) -> imaplib.IMAP4_SSL:
+def imap_login(
+    node: RunningNode, ip: str, user: str, password: str, tls: ssl.SSLContext
+) -> imaplib.IMAP4_SSL:
     client = imaplib.IMAP4_SSL(ip, node.config.imap_port, ssl_context=tls, timeout=10)
     client.login(user, password)
     return client
 
 
-def imap_refuses(node: RunningNode, ip: str, user: str, password: str,
-                 tls: ssl.SSLContext) -> bool:
+def imap_refuses(node: RunningNode, ip: str, user: str, password: str, tls: ssl.SSLContext) -> bool:
     try:
         imap_login(node, ip, user, password, tls).logout()
     except imaplib.IMAP4.error:
@@ -139,10 +139,16 @@ def test_outbound_mail_leaves_from_the_sender_ip_dkim_signed(
     mailnode: RunningNode, smtp_sink: SmtpSink, dkim_key: str, client_tls: ssl.SSLContext
 ) -> None:
     ip_a, ip_b = mailnode.ip(14), mailnode.ip(15)
-    mailnode.apply(merge(tenant_state("out-a.test", ip_a, dkim_key, carl="carl-pw"),
-                         tenant_state("out-b.test", ip_b, dkim_key, dora="dora-pw")))
-    for sender, password, ip in (("carl@out-a.test", "carl-pw", ip_a),
-                                 ("dora@out-b.test", "dora-pw", ip_b)):
+    mailnode.apply(
+        merge(
+            tenant_state("out-a.test", ip_a, dkim_key, carl="carl-pw"),
+            tenant_state("out-b.test", ip_b, dkim_key, dora="dora-pw"),
+        )
+    )
+    for sender, password, ip in (
+        ("carl@out-a.test", "carl-pw", ip_a),
+        ("dora@out-b.test", "dora-pw", ip_b),
+    ):
         rcpt = f"rcpt-{sender.split('@')[0]}@example.net"
         with submission(mailnode, ip, client_tls) as client:
             client.login(sender, password)
@@ -186,11 +192,16 @@ def test_other_tenant_cannot_log_in_with_a_wrong_password(
     mailnode: RunningNode, dkim_key: str, client_tls: ssl.SSLContext
 ) -> None:
     ip_a, ip_b = mailnode.ip(18), mailnode.ip(19)
-    mailnode.apply(merge(tenant_state("ten-a.test", ip_a, dkim_key, hal="hal-pw"),
-                         tenant_state("ten-b.test", ip_b, dkim_key, ida="ida-pw")))
+    mailnode.apply(
+        merge(
+            tenant_state("ten-a.test", ip_a, dkim_key, hal="hal-pw"),
+            tenant_state("ten-b.test", ip_b, dkim_key, ida="ida-pw"),
+        )
+    )
     assert imap_refuses(mailnode, ip_a, "ida@ten-b.test", "hal-pw", client_tls)
-    with submission(mailnode, ip_a, client_tls) as client, pytest.raises(
-        smtplib.SMTPAuthenticationError
+    with (
+        submission(mailnode, ip_a, client_tls) as client,
+        pytest.raises(smtplib.SMTPAuthenticationError),
     ):
         client.login("ida@ten-b.test", "wrong")
     started = time.monotonic()
@@ -206,8 +217,9 @@ def test_removed_mailbox_cannot_log_in(
     imap_login(mailnode, ip, "jo@gone.test", "jo-pw", client_tls).logout()
     mailnode.apply(tenant_state("gone.test", ip, dkim_key, kim="kim-pw"))
     assert imap_refuses(mailnode, ip, "jo@gone.test", "jo-pw", client_tls)
-    with submission(mailnode, ip, client_tls) as client, pytest.raises(
-        smtplib.SMTPAuthenticationError
+    with (
+        submission(mailnode, ip, client_tls) as client,
+        pytest.raises(smtplib.SMTPAuthenticationError),
     ):
         client.login("jo@gone.test", "jo-pw")
 
@@ -220,7 +232,7 @@ def test_password_changes_take_effect_at_once_even_within_one_second(
     imap_login(mailnode, ip, "lee@pw.test", "password-0", client_tls).logout()
     for new in ("password-1", "password-2"):  # same length, same second
         changes = mailnode.apply(tenant_state("pw.test", ip, dkim_key, lee=new))
-        assert changes.written == ("dovecot/passwd",)
+        assert changes.written == (f"dovecot/passwd.d/{ip}",)
         imap_login(mailnode, ip, "lee@pw.test", new, client_tls).logout()
     assert imap_refuses(mailnode, ip, "lee@pw.test", "password-1", client_tls)
 

@@ -18,7 +18,9 @@ def files(**extra: RenderedFile) -> dict[str, RenderedFile]:
     base = {
         "postfix/main.cf": RenderedFile("# main\n"),
         "postfix/virtual_domains": RenderedFile("a.test OK\n", postmap=True),
-        "dovecot/passwd": RenderedFile("a@a.test:{PLAIN}x::::::\n", 0o640),
+        "dovecot/passwd.d/127.0.1.1": RenderedFile(
+            "a@a.test:{PLAIN}x::::::\n", 0o640, reread_on_mtime=True
+        ),
         "opendkim/keys/a.test.s.private": RenderedFile("KEY-A\n", 0o600),
         "opendkim/keys/b.test.s.private": RenderedFile("KEY-B\n", 0o600),
     }
@@ -34,7 +36,7 @@ def test_first_apply_writes_everything_with_modes_and_builds_maps(tmp_path: Path
     assert changes.postmapped == ("postfix/virtual_domains",)
     assert (tmp_path / "postfix/virtual_domains.db").exists()
     assert (tmp_path / "opendkim/keys/a.test.s.private").stat().st_mode & 0o777 == 0o600
-    assert (tmp_path / "dovecot/passwd").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "dovecot/passwd.d/127.0.1.1").stat().st_mode & 0o777 == 0o640
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -88,3 +90,20 @@ def test_passwd_mtime_always_moves_to_a_newer_second(tmp_path: Path) -> None:
     path.write_text("y")  # same size, very likely the same second
     bump_mtime(path, old)
     assert int(path.stat().st_mtime) > int(old)
+
+
+@needs_postmap
+def test_files_read_by_mtime_get_a_newer_second_on_every_rewrite(tmp_path: Path) -> None:
+    path = tmp_path / "dovecot/passwd.d/127.0.1.1"
+    apply_files(tmp_path, files())
+    before = path.stat().st_mtime
+    for password in ("y", "z"):  # same size, same second
+        line = f"a@a.test:{{PLAIN}}{password}::::::\n"
+        apply_files(
+            tmp_path,
+            files(
+                **{"dovecot/passwd.d/127.0.1.1": RenderedFile(line, 0o640, reread_on_mtime=True)}
+            ),
+        )
+        assert int(path.stat().st_mtime) > int(before)
+        before = path.stat().st_mtime

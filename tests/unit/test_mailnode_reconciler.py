@@ -9,16 +9,22 @@ from pathlib import Path
 import pytest
 
 from adbtd.mailnode.reconciler import Reconciler
-from adbtd.mailnode.state import NodeConfig, NodeState
+from adbtd.mailnode.state import NodeConfig, NodeMailbox, NodeState
 
 pytestmark = pytest.mark.skipif(shutil.which("postmap") is None, reason="needs postmap")
 
+HASH = "{BLF-CRYPT}$2b$04$abcdefghijklmnopqrstuu5Hf8C3y3kq3m3wzH4pW4E1b0o7cQJ1e"
+
 
 def test_failed_round_keeps_previous_files_and_recovers(tmp_path: Path) -> None:
-    config = NodeConfig(base_dir=tmp_path, hostname="mail.r.test", submission_port=587,
-                        imap_port=993, smtp_port=25)
-    outcomes: list[NodeState | Exception] = [NodeState(), RuntimeError("database down"),
-                                             NodeState(ips=("127.0.1.9",))]
+    config = NodeConfig(
+        base_dir=tmp_path, hostname="mail.r.test", submission_port=587, imap_port=993, smtp_port=25
+    )
+    outcomes: list[NodeState | Exception] = [
+        NodeState(),
+        RuntimeError("database down"),
+        NodeState(ips=("127.0.1.9",)),
+    ]
 
     def provider() -> NodeState:
         outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
@@ -44,3 +50,29 @@ def test_failed_round_keeps_previous_files_and_recovers(tmp_path: Path) -> None:
         assert "127.0.1.9:25 inet" in (tmp_path / "postfix/master.cf").read_text()
     finally:
         reconciler.stop()
+
+
+def test_mail_is_removed_only_after_a_successful_round(tmp_path: Path) -> None:
+    config = NodeConfig(
+        base_dir=tmp_path, hostname="mail.r.test", submission_port=587, imap_port=993, smtp_port=25
+    )
+    home = tmp_path / "mail" / "a.test" / "ann" / "Maildir"
+    home.mkdir(parents=True)
+    kept = NodeState(ips=("127.0.1.9",), mailboxes=(NodeMailbox("ann@a.test", HASH, "127.0.1.9"),))
+    outcomes: list[NodeState | Exception] = [kept, RuntimeError("database down"), NodeState()]
+    evicted: list[set[str]] = []
+
+    def provider() -> NodeState:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    reconciler = Reconciler(provider, config, evictor=lambda users: evicted.append(set(users)))
+    assert reconciler.reconcile_once().removed_mail == ()
+    with pytest.raises(RuntimeError):
+        reconciler.reconcile_once()
+    assert home.is_dir() and evicted == []
+    assert reconciler.reconcile_once().removed_mail == ("a.test/ann",)
+    assert evicted == [{"ann@a.test"}]
+    assert not (tmp_path / "mail" / "a.test").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import takewhile
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,13 @@ HASH = "{BLF-CRYPT}$2b$04$abcdefghijklmnopqrstuu5Hf8C3y3kq3m3wzH4pW4E1b0o7cQJ1e"
 
 
 def config(tmp: Path = Path("/srv/node"), **overrides: object) -> NodeConfig:
-    values: dict[str, object] = {"base_dir": tmp, "hostname": "mail.example.test",
-                                 "submission_port": 587, "imap_port": 993, "smtp_port": 25}
+    values: dict[str, object] = {
+        "base_dir": tmp,
+        "hostname": "mail.example.test",
+        "submission_port": 587,
+        "imap_port": 993,
+        "smtp_port": 25,
+    }
     values.update(overrides)
     return NodeConfig(**values)  # type: ignore[arg-type]
 
@@ -47,8 +53,9 @@ def lines(text: str) -> list[str]:
 
 
 def test_equal_states_render_byte_identical_files_whatever_the_input_order() -> None:
-    shuffled = NodeState(ips=state().ips[::-1], domains=state().domains[::-1],
-                         mailboxes=state().mailboxes[::-1])
+    shuffled = NodeState(
+        ips=state().ips[::-1], domains=state().domains[::-1], mailboxes=state().mailboxes[::-1]
+    )
     assert render_node(state(), config()) == render_node(shuffled, config())
 
 
@@ -67,10 +74,15 @@ def test_postfix_tables_map_mailboxes_domains_and_senders_to_their_ip_transport(
     assert lines(files["postfix/virtual_domains"].content) == ["a.test OK", "b.test OK"]
     assert lines(files["postfix/virtual_mailboxes"].content) == ["amy@b.test OK", "zed@a.test OK"]
     assert lines(files["postfix/sender_login"].content) == [
-        "amy@b.test amy@b.test", "zed@a.test zed@a.test"]
+        "amy@b.test amy@b.test",
+        "zed@a.test zed@a.test",
+    ]
     assert lines(files["postfix/sender_transport"].content) == [
-        "@a.test out_127_0_1_1:", "@b.test out_127_0_1_2:",
-        "amy@b.test out_127_0_1_2:", "zed@a.test out_127_0_1_1:"]
+        "@a.test out_127_0_1_1:",
+        "@b.test out_127_0_1_2:",
+        "amy@b.test out_127_0_1_2:",
+        "zed@a.test out_127_0_1_1:",
+    ]
     assert all(files[p].postmap for p in files if p.startswith("postfix/") and "." not in p)
 
 
@@ -85,6 +97,23 @@ def test_master_cf_has_listeners_and_a_bound_transport_per_ip() -> None:
     assert f"{transport_name('127.0.1.2')} unix" in master
     assert "-o smtp_bind_address=127.0.1.2" in master
     assert "out_127_0_0_1 unix" not in master  # extra listeners are not sending IPs
+    assert master.count("-o smtp_helo_name=mail.example.test") == 2
+
+
+def service(master: str, name: str) -> list[str]:
+    """One master.cf entry: its line and the ``-o`` lines that follow it."""
+    first, *rest = master.split(f"\n{name} ", 1)[1].splitlines()
+    return [first, *(line.strip() for line in takewhile(lambda x: x.startswith("  "), rest))]
+
+
+def test_helo_name_per_sending_ip_defaults_to_the_node_hostname() -> None:
+    named = config(ip_hostnames={"127.0.1.2": "out2.example.test", "10.9.9.9": "x.example.test"})
+    master = render_node(state(), named)["postfix/master.cf"].content
+    assert "-o smtp_helo_name=mail.example.test" in service(master, "out_127_0_1_1")
+    assert "-o smtp_helo_name=out2.example.test" in service(master, "out_127_0_1_2")
+    assert "x.example.test" not in master  # not a sending IP of this node
+    with pytest.raises(RenderError):
+        render_node(state(), config(ip_hostnames={"127.0.1.2": "bad name\n"}))
 
 
 def test_relay_keeps_the_sender_transport_and_pins_hosted_domains_to_lmtp() -> None:
@@ -98,17 +127,48 @@ def test_relay_keeps_the_sender_transport_and_pins_hosted_domains_to_lmtp() -> N
     assert "smtp_dns_support_level" not in without["postfix/main.cf"].content
 
 
-def test_dovecot_passwd_and_listeners() -> None:
+def test_dovecot_passwd_file_per_local_ip_ties_logins_to_the_tenant_ips() -> None:
+    two_ips = replace(
+        state(),
+        ips=("127.0.1.1", "127.0.1.2", "127.0.1.3"),
+        domains=(NodeDomain("a.test", "s1", KEY_A, ("127.0.1.1", "127.0.1.3")), state().domains[0]),
+    )
+    files = render_node(two_ips, config(listen_ips=("127.0.0.1",)))
+    passwd = {
+        path.rpartition("/")[2]: lines(f.content)
+        for path, f in files.items()
+        if path.startswith("dovecot/passwd.d/")
+    }
+    assert passwd == {
+        "127.0.0.1": [],  # an extra listener, no tenant's: nobody logs in there
+        "127.0.1.1": [f"zed@a.test:{HASH}::::::"],
+        "127.0.1.2": [f"amy@b.test:{HASH}::::::"],
+        "127.0.1.3": [f"zed@a.test:{HASH}::::::"],  # the workspace's other IP
+    }
+    users = files["dovecot/users"]
+    assert lines(users.content) == ["amy@b.test:::::::", "zed@a.test:::::::"]  # no hashes
+    for file in (users, files["dovecot/passwd.d/127.0.1.1"]):
+        assert (file.mode, file.user, file.group, file.reread_on_mtime) == (
+            0o640,
+            "root",
+            "dovecot",
+            True,
+        )
+    conf = files["dovecot/dovecot.conf"].content
+    assert "args = /srv/node/dovecot/passwd.d/%l\n" in conf
+    assert "args = /srv/node/dovecot/users\n" in conf
+
+
+def test_dovecot_listeners() -> None:
     files = render_node(state(), config())
-    passwd = files["dovecot/passwd"]
-    assert lines(passwd.content) == [f"amy@b.test:{HASH}::::::", f"zed@a.test:{HASH}::::::"]
-    assert passwd.mode == 0o640
     conf = files["dovecot/dovecot.conf"].content
     assert "address = 127.0.1.1, 127.0.1.2" in conf
     assert "port = 993" in conf
     assert "anvil-auth-penalty" not in conf
-    assert "anvil-auth-penalty" in render_node(state(), config(auth_penalty=False))[
-        "dovecot/dovecot.conf"].content
+    assert (
+        "anvil-auth-penalty"
+        in render_node(state(), config(auth_penalty=False))["dovecot/dovecot.conf"].content
+    )
 
 
 def test_no_ips_means_no_imap_listener_on_any_address() -> None:
@@ -124,7 +184,8 @@ def test_one_private_key_file_per_domain_with_tables_pointing_at_it() -> None:
     assert (key_a.mode, key_a.user) == (0o600, "opendkim")
     assert lines(files["opendkim/key.table"].content) == [
         "a.test a.test:s1:/srv/node/opendkim/keys/a.test.s1.private",
-        "b.test b.test:s1:/srv/node/opendkim/keys/b.test.s1.private"]
+        "b.test b.test:s1:/srv/node/opendkim/keys/b.test.s1.private",
+    ]
     assert lines(files["opendkim/signing.table"].content) == ["*@a.test a.test", "*@b.test b.test"]
     assert "RequireSafeKeys         true" in files["opendkim/opendkim.conf"].content
 
@@ -137,6 +198,8 @@ def test_one_private_key_file_per_domain_with_tables_pointing_at_it() -> None:
         replace(state(), mailboxes=(NodeMailbox("a:b@a.test", HASH, "127.0.1.1"),)),
         replace(state(), mailboxes=(NodeMailbox("x@a.test", "plain\nx", "127.0.1.1"),)),
         replace(state(), mailboxes=(NodeMailbox("x@a.test", HASH, "::1"),)),
+        replace(state(), mailboxes=(NodeMailbox("a/../../x@a.test", HASH, "127.0.1.1"),)),
+        replace(state(), mailboxes=(NodeMailbox("..@a.test", HASH, "127.0.1.1"),)),
     ],
 )
 def test_values_that_could_escape_a_table_line_or_a_path_are_refused(bad: NodeState) -> None:

@@ -55,17 +55,20 @@ class ChangeSet:
     deleted: tuple[str, ...] = ()
     postmapped: tuple[str, ...] = ()
     reload: frozenset[Daemon] = frozenset()
+    removed_mail: tuple[str, ...] = ()  # maildirs of removed mailboxes (``domain/local``)
 
     @property
     def changed(self) -> bool:
-        return bool(self.written or self.deleted or self.postmapped)
+        return bool(self.written or self.deleted or self.postmapped or self.removed_mail)
 
 
 def apply_files(base_dir: Path, rendered: Mapping[str, RenderedFile]) -> ChangeSet:
     """Make ``base_dir`` match ``rendered``; returns what changed and what must reload."""
     previous = _read_manifest(base_dir)
     changed = [rel for rel, f in rendered.items() if not _is_current(base_dir / rel, f)]
-    passwd_mtimes = {rel: _mtime(base_dir / rel) for rel in changed if _is_passwd(rel)}
+    passwd_mtimes = {
+        rel: _mtime(base_dir / rel) for rel in changed if rendered[rel].reread_on_mtime
+    }
     _write_all(base_dir, {rel: rendered[rel] for rel in changed})
     for rel, old_mtime in passwd_mtimes.items():
         bump_mtime(base_dir / rel, old_mtime)
@@ -77,8 +80,11 @@ def apply_files(base_dir: Path, rendered: Mapping[str, RenderedFile]) -> ChangeS
         run_postmap(base_dir, maps)
     if previous != set(rendered):
         _write_manifest(base_dir, rendered.keys())
-    reload = {Daemon(rel.split("/", 1)[0]) for rel in [*changed, *deleted]
-              if not rendered.get(rel, RenderedFile("")).postmap}
+    reload = {
+        Daemon(rel.split("/", 1)[0])
+        for rel in [*changed, *deleted]
+        if not rendered.get(rel, RenderedFile("")).postmap
+    }
     return ChangeSet(tuple(changed), tuple(deleted), tuple(maps), frozenset(reload))
 
 
@@ -200,10 +206,6 @@ def _needs_postmap(path: Path) -> bool:
         return db.stat().st_mtime < path.stat().st_mtime
     except FileNotFoundError:
         return True
-
-
-def _is_passwd(rel: str) -> bool:
-    return rel == "dovecot/passwd"
 
 
 def _mtime(path: Path) -> float | None:

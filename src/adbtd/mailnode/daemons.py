@@ -79,6 +79,18 @@ def stop_postfix(layout: NodeLayout) -> None:
     run_command(("postfix", "-c", str(layout.postfix_config), "stop"))
 
 
+def kick_dovecot_users(layout: NodeLayout, users: set[str]) -> list[str]:
+    """Disconnect every session of ``users``: one ``doveadm who``, then one ``doveadm kick``
+    per user that is logged in (kick takes one mask). Returns the users kicked."""
+    config = str(layout.dovecot_config)
+    listing = run_command(("doveadm", "-c", config, "who", "-1"))
+    online = {line.split()[0].lower() for line in listing.splitlines()[1:] if line.strip()}
+    kicked = sorted(online & users)
+    for user in kicked:
+        run_command(("doveadm", "-c", config, "kick", user))
+    return kicked
+
+
 def run_command(argv: tuple[str, ...]) -> str:
     """Run a daemon's control command with a bounded wait; its output on failure."""
     try:

@@ -10,6 +10,8 @@ POSTFIX_DIR = "postfix"
 DOVECOT_DIR = "dovecot"
 OPENDKIM_DIR = "opendkim"
 DKIM_KEYS_DIR = "opendkim/keys"
+DOVECOT_USERS = "dovecot/users"  # userdb: every mailbox, no secrets (LMTP has no local IP)
+DOVECOT_PASSWD_DIR = "dovecot/passwd.d"  # noqa: S105 - a path: one passdb file per local IP
 
 POSTFIX_MAPS = (
     "postfix/virtual_domains",
@@ -45,8 +47,12 @@ class NodeLayout:
         return self.base_dir / DOVECOT_DIR / "dovecot.conf"
 
     @property
-    def dovecot_passwd(self) -> Path:
-        return self.base_dir / DOVECOT_DIR / "passwd"
+    def dovecot_users(self) -> Path:
+        return self.base_dir / DOVECOT_USERS
+
+    @property
+    def dovecot_passwd_dir(self) -> Path:
+        return self.base_dir / DOVECOT_PASSWD_DIR
 
     @property
     def dovecot_run(self) -> Path:
@@ -107,6 +113,11 @@ class NodeLayout:
     @property
     def tls_dir(self) -> Path:
         return self.base_dir / "tls"
+
+
+def dovecot_passwd_path(ip: str) -> str:
+    """Relative path of the passwd-file Dovecot reads for logins arriving at ``ip`` (``%l``)."""
+    return f"{DOVECOT_PASSWD_DIR}/{ip}"
 
 
 def dkim_key_path(domain: str, selector: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from adbtd.mailnode.apply import ChangeSet
@@ -22,13 +22,22 @@ from adbtd.settings import Settings
 logger = logging.getLogger("adbtd.mailnode")
 
 
-def build_node_config(settings: Settings, *, listen_ips: tuple[str, ...] = ()) -> NodeConfig:
-    """The node's operator-side config from settings: files under ``data_dir/mailnode``."""
+def build_node_config(
+    settings: Settings,
+    *,
+    listen_ips: tuple[str, ...] = (),
+    ip_hostnames: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """The node's operator-side config from settings: files under ``data_dir/mailnode``;
+    ``ip_hostnames`` names each IP in HELO (its PTR name), others use ``mail_hostname``."""
     base_dir = (settings.data_dir / "mailnode").resolve()
     safe = keys_path_is_safe(base_dir)
     if not safe:
-        logger.warning("%s is under a world-writable directory; OpenDKIM's RequireSafeKeys "
-                       "is turned off. Use a private data directory in production.", base_dir)
+        logger.warning(
+            "%s is under a world-writable directory; OpenDKIM's RequireSafeKeys "
+            "is turned off. Use a private data directory in production.",
+            base_dir,
+        )
     return NodeConfig(
         base_dir=base_dir,
         hostname=settings.mail_hostname,
@@ -40,6 +49,7 @@ def build_node_config(settings: Settings, *, listen_ips: tuple[str, ...] = ()) -
         tls_key_file=settings.tls_key_file,
         listen_ips=listen_ips,
         require_safe_keys=safe,
+        ip_hostnames=dict(ip_hostnames or {}),
     )
 
 
@@ -61,7 +71,9 @@ class MailNode:
     def __init__(self, state_provider: Callable[[], NodeState], config: NodeConfig) -> None:
         self.config = config
         self.supervisor = Supervisor(config)
-        self.reconciler = Reconciler(state_provider, config, reloader=self.supervisor.reload)
+        self.reconciler = Reconciler(
+            state_provider, config, reloader=self.supervisor.reload, evictor=self.supervisor.kick
+        )
 
     def start(self, interval: float = 30.0) -> None:
         """Bring the node up; daemons start from the last good files if the state is unreadable."""

@@ -10,8 +10,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from adbtd.mailnode.apply import ChangeSet, Daemon, apply_files
+from adbtd.mailnode.layout import NodeLayout
+from adbtd.mailnode.maildirs import hosted_mail_dirs, remove_orphan_mail
 from adbtd.mailnode.netcheck import wait_listening
 from adbtd.mailnode.render import listen_ips, render_node
 from adbtd.mailnode.state import NodeConfig, NodeState
@@ -22,6 +25,7 @@ RETRY_SECONDS = 5.0
 LISTEN_TIMEOUT = 5.0
 
 Reloader = Callable[[Iterable[Daemon]], set[Daemon]]  # returns the daemons it reloaded
+Evictor = Callable[[Iterable[str]], None]  # ends the sessions of these (removed) mailboxes
 
 
 class Reconciler:
@@ -33,10 +37,12 @@ class Reconciler:
         config: NodeConfig,
         *,
         reloader: Reloader | None = None,
+        evictor: Evictor | None = None,
     ) -> None:
         self.state_provider = state_provider
         self.config = config
         self.reloader = reloader
+        self.evictor = evictor
         self.last_error: BaseException | None = None
         self.last_state: NodeState | None = None
         self._round_lock = threading.Lock()
@@ -45,7 +51,10 @@ class Reconciler:
         self._thread: threading.Thread | None = None
 
     def reconcile_once(self) -> ChangeSet:
-        """One round; raises on failure (the previous files stay in place)."""
+        """One round; raises on failure (the previous files stay in place, no mail is removed).
+
+        Mail of removed mailboxes goes last: only once the new passwd-files are in force (the
+        reload returned), so a removed mailbox cannot log in and re-create its Maildir."""
         with self._round_lock:
             state = self.state_provider()
             changes = apply_files(self.config.base_dir, render_node(state, self.config))
@@ -54,11 +63,23 @@ class Reconciler:
                 reloaded = self.reloader(changes.reload)
             if reloaded & {Daemon.POSTFIX, Daemon.DOVECOT}:
                 self.wait_listeners(state)
+            if self.evictor is not None and self.last_state is not None:
+                gone = _emails(self.last_state) - _emails(state)
+                if gone:
+                    self.evictor(gone)
+            mail_root = NodeLayout(self.config.base_dir).mail_root
+            removed = remove_orphan_mail(mail_root, hosted_mail_dirs(state))
+            changes = replace(changes, removed_mail=tuple(removed))
             self.last_state = state
             if changes.changed:
-                logger.info("mail node reconciled: %d written, %d deleted, reloaded %s",
-                            len(changes.written), len(changes.deleted),
-                            ", ".join(sorted(changes.reload)) or "nothing")
+                logger.info(
+                    "mail node reconciled: %d written, %d deleted, reloaded %s, "
+                    "mail removed for %s",
+                    len(changes.written),
+                    len(changes.deleted),
+                    ", ".join(sorted(changes.reload)) or "nothing",
+                    ", ".join(removed) or "no mailbox",
+                )
             return changes
 
     def notify(self) -> None:
@@ -109,3 +130,7 @@ class Reconciler:
     def _listeners(self, state: NodeState) -> list[tuple[str, int]]:
         ports = (self.config.smtp_port, self.config.submission_port, self.config.imap_port)
         return [(ip, port) for ip in listen_ips(state, self.config) for port in ports]
+
+
+def _emails(state: NodeState) -> set[str]:
+    return {mailbox.email.lower() for mailbox in state.mailboxes}

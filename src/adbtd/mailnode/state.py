@@ -6,6 +6,7 @@ what the operator says (paths, ports, relay, certificates). Rendering takes both
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,3 +54,9 @@ class NodeConfig:
     listen_ips: tuple[str, ...] = field(default=())  # extra always-on listeners (e.g. 127.0.0.1)
     auth_penalty: bool = True  # Dovecot's delay after a failed login; off only in test nodes
     require_safe_keys: bool = True  # OpenDKIM refuses keys on unsafe paths; off only under /tmp
+    # HELO name per dedicated IP (match each IP's PTR record); IPs not listed use ``hostname``
+    ip_hostnames: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def helo_name(self, ip: str) -> str:
+        """The name outbound mail from ``ip`` announces in HELO/EHLO."""
+        return self.ip_hostnames.get(ip, self.hostname)

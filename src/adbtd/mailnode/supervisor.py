@@ -23,6 +23,7 @@ from adbtd.mailnode.daemons import (
     DaemonError,
     DaemonSpec,
     daemon_specs,
+    kick_dovecot_users,
     log_excerpt,
     stop_postfix,
 )
@@ -65,8 +66,9 @@ class Supervisor:
         except DaemonError:
             self.stop()
             raise
-        self._thread = threading.Thread(target=self._monitor, name="mailnode-supervisor",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._monitor, name="mailnode-supervisor", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -94,6 +96,16 @@ class Supervisor:
                     logger.info("reloaded %s", name)
         return reloaded
 
+    def kick(self, users: Iterable[str]) -> None:
+        """End the IMAP sessions of removed mailboxes (a reload keeps logged-in sessions)."""
+        wanted = {user.lower() for user in users}
+        with self._lock:
+            child = self._children[Daemon.DOVECOT]
+            if wanted and child.proc is not None and child.proc.poll() is None:
+                kicked = kick_dovecot_users(self.layout, wanted)
+                if kicked:
+                    logger.info("ended the sessions of removed mailboxes %s", ", ".join(kicked))
+
     def pid(self, name: Daemon) -> int | None:
         """The foreground process of a daemon, for operators and tests."""
         proc = self._children[name].proc
@@ -108,7 +120,10 @@ class Supervisor:
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
         with spec.log_file.open("ab") as out:
             child.proc = subprocess.Popen(
-                spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
@@ -138,8 +153,12 @@ class Supervisor:
             return
         now = time.monotonic()
         if proc is not None:
-            logger.warning("%s exited with %s; restarting. Log:\n%s", child.spec.name,
-                           proc.returncode, log_excerpt(child.spec.log_file, 800))
+            logger.warning(
+                "%s exited with %s; restarting. Log:\n%s",
+                child.spec.name,
+                proc.returncode,
+                log_excerpt(child.spec.log_file, 800),
+            )
             child.proc = None
             child.next_attempt = now
         if now < child.next_attempt:
@@ -149,8 +168,9 @@ class Supervisor:
             child.restarts += 1
             child.backoff = 1.0
         except DaemonError:
-            logger.exception("restarting %s failed; retrying in %.0f s", child.spec.name,
-                             child.backoff)
+            logger.exception(
+                "restarting %s failed; retrying in %.0f s", child.spec.name, child.backoff
+            )
             child.next_attempt = now + child.backoff
             child.backoff = min(child.backoff * 2, MAX_BACKOFF)
 
@@ -174,8 +194,9 @@ class Supervisor:
         try:
             proc.wait(timeout=child.spec.stop_timeout)
         except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop in %.0f s; killing it", child.spec.name,
-                           child.spec.stop_timeout)
+            logger.warning(
+                "%s did not stop in %.0f s; killing it", child.spec.name, child.spec.stop_timeout
+            )
             self._kill(child, proc)
             proc.wait(timeout=5.0)
         child.proc = None
@@ -188,7 +209,6 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 logger.error("%s (pid %d) would not die", child.spec.name, child.proc.pid)
             child.proc = None
-
 
     def _kill(self, child: _Child, proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL the process group, and Postfix's master, which may have left the group."""
