@@ -26,31 +26,17 @@ from adbtd.db.models import BillingAccount, SubscriptionItem
 from adbtd.runtime import Runtime
 from adbtd.services import billing_flows, orders, workspaces
 from adbtd.settings import Settings
-from tests.support.localstripe import API_KEY, LocalStripe, localstripe_server
+from tests.support.localstripe import (
+    API_KEY,
+    PRICES,
+    WEBHOOK_SECRET,
+    LocalStripe,
+    localstripe_server,
+    stripe_prices,
+)
 from tests.support.resources import add_inventory, provision, unique_domain
 
-__all__ = ["localstripe_server"]
-
-WEBHOOK_SECRET = "whsec_adbtd_test_secret"
-PRICES = {"domain": ("price_adbtd_domain", 100), "ip": ("price_adbtd_ip", 500)}
-PRICES["mailbox"] = ("price_adbtd_mailbox", 200)
-
-
-@pytest.fixture(scope="session")
-def stripe_prices(localstripe_server: LocalStripe) -> str:
-    """Monthly prices created once in localstripe; the value of ``ADBTD_STRIPE_PRICES``."""
-    for kind, (price_id, cents) in PRICES.items():
-        localstripe_server.post(
-            "/v1/plans",
-            {
-                "id": price_id,
-                "amount": str(cents),
-                "currency": "usd",
-                "interval": "month",
-                "product[name]": f"adbtd {kind}",
-            },
-        )
-    return "usd:" + ",".join(f"{kind}={ref}" for kind, (ref, _c) in PRICES.items())
+__all__ = ["localstripe_server", "stripe_prices"]
 
 
 @dataclass

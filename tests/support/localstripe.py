@@ -33,6 +33,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk_test_adbtd_localstripe"
+WEBHOOK_SECRET = "whsec_adbtd_test_secret"
+PRICES = {
+    "domain": ("price_adbtd_domain", 100),
+    "ip": ("price_adbtd_ip", 500),
+    "mailbox": ("price_adbtd_mailbox", 200),
+}
 
 
 @dataclass
@@ -102,6 +108,23 @@ def _start(log: IO[bytes]) -> LocalStripe:
                 error = log.read().decode(errors="replace")
                 raise RuntimeError(f"localstripe did not start: {error[-2000:]}") from None
             time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def stripe_prices(localstripe_server: LocalStripe) -> str:
+    """Monthly prices created once in localstripe; the value of ``ADBTD_STRIPE_PRICES``."""
+    for kind, (price_id, cents) in PRICES.items():
+        localstripe_server.post(
+            "/v1/plans",
+            {
+                "id": price_id,
+                "amount": str(cents),
+                "currency": "usd",
+                "interval": "month",
+                "product[name]": f"adbtd {kind}",
+            },
+        )
+    return "usd:" + ",".join(f"{kind}={ref}" for kind, (ref, _c) in PRICES.items())
 
 
 # --- the server side: runs in the subprocess only --------------------------------------------
