@@ -151,8 +151,9 @@ def test_idle_connections_expire_through_the_janitor(env: MailEnv, tls: ClientTl
 
 
 def test_dead_idle_connection_fails_the_health_check(env: MailEnv, tls: ClientTls) -> None:
-    imap = ImapPool(tls=tls)
-    smtp = SmtpPool(tls=tls, local_hostname="api.test")
+    always = PoolLimits(check_after=0.0)
+    imap = ImapPool(tls=tls, limits=always)
+    smtp = SmtpPool(tls=tls, local_hostname="api.test", limits=always)
     try:
         imap.list_page(imap_login(env, env.bob), "INBOX", limit=1, before=None)
         smtp.submit(smtp_login(env, env.alice), message(env, "health-1"))

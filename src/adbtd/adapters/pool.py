@@ -9,6 +9,8 @@ Rules, in one place so both protocols share them:
   waits up to ``acquire_timeout``;
 - an idle connection older than ``idle_timeout`` is closed (on use and by a janitor thread);
 - before reuse a connection idle for ``check_after`` seconds or more gets a health check (NOOP);
+  one used less than ``check_after`` ago was alive a moment ago, and if it died since, the retry
+  below catches it (the adapters default to 1 s: a NOOP costs a round trip on every request);
 - ``run`` retries an operation once on a fresh connection when a reused one turns out dropped
   (the operation raises ``ConnectionDropped``, which it may only do while a retry is safe);
 - ``evict(mailbox_id)`` closes the mailbox's idle connections and retires the busy ones.

@@ -22,7 +22,7 @@ from adbtd.adapters.pool import (
 )
 from adbtd.errors import SmtpFailure
 
-DEFAULT_LIMITS = PoolLimits(max_per_key=4, max_total=64, idle_timeout=60.0)
+DEFAULT_LIMITS = PoolLimits(max_per_key=4, max_total=64, idle_timeout=60.0, check_after=1.0)
 CLOSE_TIMEOUT = 2.0
 
 

@@ -27,6 +27,7 @@ MAX_ADDRESSES = 200
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 _SPECIALS = set('()<>[]:;@\\,."')
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,7 @@ def decoded_size(body: memoryview, cte: str, max_bytes: int) -> int:
     """The attachment's decoded size; large base64 is measured without decoding it."""
     if cte == "base64":
         if len(body) > max_bytes:
-            payload = len(re.sub(rb"[^A-Za-z0-9+/]", b"", bytes(body)))
+            payload = len(_B64_JUNK.sub(b"", bytes(body)).rstrip(b"="))
             return payload * 3 // 4
         return len(_lenient_b64(bytes(body)))
     if cte == "quoted-printable" and len(body) <= max_bytes:
@@ -219,7 +220,11 @@ def decoded_size(body: memoryview, cte: str, max_bytes: int) -> int:
 
 def _lenient_b64(raw: bytes) -> bytes:
     """Base64 that ignores junk and repairs missing padding (broken senders are common)."""
-    cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
+    try:
+        return binascii.a2b_base64(raw)  # skips line breaks and other non-alphabet bytes
+    except binascii.Error:
+        pass
+    cleaned = _B64_JUNK.sub(b"", raw)
     cleaned = cleaned[: len(cleaned) - len(cleaned) % 4] if len(cleaned) % 4 == 1 else cleaned
     cleaned += b"=" * (-len(cleaned) % 4)
     try:

@@ -20,7 +20,8 @@ from adbtd.services.mail import MailContext
 router = APIRouter(tags=["messages"])
 
 
-def get_mail(runtime: RuntimeDep) -> MailContext:
+async def get_mail(runtime: RuntimeDep) -> MailContext:
+    """Async on purpose: trivial, so it runs on the event loop instead of a worker thread."""
     return MailContext(runtime.db, runtime.settings, runtime.smtp_pool, runtime.imap_pool)
 
 
