@@ -29,7 +29,6 @@ from adbtd.errors import ImapFailure, NotFound, ValidationFailed
 
 DEFAULT_LIMITS = PoolLimits(max_per_key=4, max_total=64, idle_timeout=300.0, check_after=1.0)
 MAX_FOLDER_CHARS = 255
-MAX_FETCH_BYTES = 25 * 1024 * 1024
 LIST_HEADER_FIELDS = "MESSAGE-ID SUBJECT FROM TO CC DATE"
 CLOSE_TIMEOUT = 2.0
 RECENT = "\\Recent"  # per-session and gone in IMAP4rev2: never reported
