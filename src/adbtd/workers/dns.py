@@ -27,6 +27,9 @@ from adbtd.settings import Settings
 log = logging.getLogger("adbtd.dns")
 
 BATCH = 100
+# One domain's lookups together never take longer than this, however slow the resolvers are.
+CHECK_BUDGET_SECONDS = 60.0
+REPUTATION_CHUNK = 10  # IPs checked with one resolver (one budget)
 
 
 @dataclass
@@ -53,7 +56,9 @@ class DnsWorker:
     ) -> None:
         settings = runtime.settings
         self.runtime = runtime
-        self.resolver_factory = resolver_factory or (lambda: build_resolver(settings))
+        self.resolver_factory = resolver_factory or (
+            lambda: build_resolver(settings, budget_seconds=CHECK_BUDGET_SECONDS)
+        )
         self.hosting = hosting or build_dns_hosting(settings)
         self.poll_seconds = poll_seconds or settings.dns_poll_seconds
         self._last_compare = 0.0
@@ -153,14 +158,17 @@ class DnsWorker:
             due = reputation.ips_due(
                 session, now=utcnow(), interval_seconds=settings.reputation_interval_seconds
             )
-        if due and not self._stop.is_set():
+        due = due[:BATCH]
+        for start in range(0, len(due), REPUTATION_CHUNK):
+            if self._stop.is_set():
+                return
             summary = reputation.check_reputation(
                 self.runtime.db,
                 resolver=self.resolver_factory(),
                 zones=zones,
-                ip_ids=due[:BATCH],
+                ip_ids=due[start : start + REPUTATION_CHUNK],
             )
-            done.reputation_checked = summary.checked
+            done.reputation_checked += summary.checked
             if summary.listed:
                 log.warning("blocklisted IPs: %s", ", ".join(summary.listed))
 
