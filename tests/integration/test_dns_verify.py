@@ -206,6 +206,7 @@ def test_a_timeout_is_not_a_failure_and_keeps_the_flag(
     domain = verify(runtime, seeded)
     results = domain.dns_results or {}
     assert results["dmarc"]["status"] == "timeout"
+    assert results["dmarc"]["found"] == ["v=DMARC1; p=quarantine; adkim=r; aspf=r"]
     assert "will retry" in results["dmarc"]["error"]
     assert domain.dmarc_ok is True
     assert domain.status == "verified"

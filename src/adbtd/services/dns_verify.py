@@ -143,11 +143,15 @@ def apply_results(
         column = FLAG_COLUMNS[check]
         if result.status not in TEMPORARY:
             setattr(domain, column, result.status == "ok")
+        last = previous.get(check)
+        found = list(result.found)
+        if result.status in TEMPORARY and isinstance(last, dict):
+            found = list(last.get("found") or [])  # what DNS held when it last answered
         previous[check] = {
             "status": result.status,
             "ok": bool(getattr(domain, column)),
             "error": result.error,
-            "found": list(result.found),
+            "found": found,
             "checkedAt": stamp,
         }
     previous["checkedAt"] = stamp
