@@ -9,6 +9,7 @@ from adbtd.adapters.imap_pool import ImapPool
 from adbtd.adapters.pool import ClientTls
 from adbtd.adapters.smtp_pool import SmtpPool
 from adbtd.db.engine import Database
+from adbtd.services.mail import AccountCache
 from adbtd.services.ratelimit import BucketStore, MemoryBucketStore
 from adbtd.settings import Settings
 
@@ -50,14 +51,18 @@ class Runtime:
     order_placed: Callable[[], None] = _nothing
     smtp_pool: SmtpPool = field(init=False)
     imap_pool: ImapPool = field(init=False)
+    mail_accounts: AccountCache = field(init=False)
 
     def __post_init__(self) -> None:
         tls = mail_client_tls(self.settings)
         self.smtp_pool = SmtpPool(tls=tls, local_hostname=self.settings.mail_hostname)
         self.imap_pool = ImapPool(tls=tls)
+        self.mail_accounts = AccountCache()
 
     def evict_mailbox(self, mailbox_id: str) -> None:
-        """Close a mailbox's pooled SMTP/IMAP logins (after a password change or deletion)."""
+        """Forget a mailbox's cached login and close its pooled SMTP/IMAP connections; call
+        after a password change or a deletion (of the mailbox or its domain)."""
+        self.mail_accounts.forget(mailbox_id)
         self.smtp_pool.evict(mailbox_id)
         self.imap_pool.evict(mailbox_id)
 

@@ -241,3 +241,13 @@ def test_property_any_unicode_gives_200_or_400_and_exact_headers(
     assert parsed.headers.message_id == message_id
     [sender] = parsed.headers.from_
     assert sender.endswith(f"<{env.alice.email}>") if from_name else sender == env.alice.email
+
+
+def test_evict_mailbox_makes_a_state_change_visible_at_once(api: TestClient, env: MailEnv) -> None:
+    body = {"to": env.bob.email, "subject": "s", "text": "x"}
+    assert send(api, env.alice.id, **body).status_code == 200
+    with env.runtime.db.transaction() as session:
+        session.execute(update(Mailbox).where(Mailbox.id == env.alice.id).values(status="failed"))
+    env.runtime.evict_mailbox(env.alice.id)  # what a status change, deletion or new password does
+    assert send(api, env.alice.id, **body).status_code == 409
+    assert env.runtime.smtp_pool.pool.open_count(env.alice.id) == 0

@@ -6,7 +6,9 @@ a slow mail server never holds a database lock (SQLite takes its write lock at `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -35,6 +37,36 @@ MAX_UID = 2**32 - 1
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # a bigger message is read up to here and parsed as is
 
 
+class AccountCache:
+    """Mailbox accounts read in the last ``ttl`` seconds, so a burst of requests reads the
+    database once. ``forget`` runs on password change and deletion (``Runtime.evict_mailbox``);
+    other processes' changes are seen within ``ttl``. Only successful lookups are kept."""
+
+    def __init__(self, ttl: float = 2.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str], tuple[float, MailboxAccount]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, workspace_id: str, mailbox_id: str) -> MailboxAccount | None:
+        with self._lock:
+            entry = self._entries.get((workspace_id, mailbox_id))
+        if entry is None or time.monotonic() - entry[0] >= self.ttl:
+            return None
+        return entry[1]
+
+    def put(self, workspace_id: str, account: MailboxAccount) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[(workspace_id, account.id)] = (time.monotonic(), account)
+
+    def forget(self, mailbox_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[1] == mailbox_id]:
+                del self._entries[key]
+
+
 @dataclass(frozen=True, slots=True)
 class MailContext:
     """What the mail rules need from the runtime."""
@@ -43,6 +75,7 @@ class MailContext:
     settings: Settings
     smtp: SmtpPool
     imap: ImapPool
+    accounts: AccountCache | None = None
     mime_limits: MimeLimits = DEFAULT_LIMITS
 
 
@@ -53,7 +86,7 @@ class MailboxAccount:
     id: str
     email: str
     host: str
-    password: str
+    password: str = field(repr=False)
 
     def login(self, port: int) -> Login:
         return Login(self.id, self.host, port, self.email, self.password)
@@ -106,6 +139,9 @@ class MessageDetail:
 
 def load_account(ctx: MailContext, *, workspace_id: str, mailbox_id: str) -> MailboxAccount:
     """The mailbox on this workspace (else 404), active with a host and password (else 409)."""
+    cached = ctx.accounts.get(workspace_id, mailbox_id) if ctx.accounts else None
+    if cached is not None:
+        return cached
     with ctx.db.transaction() as session:
         mailbox = get_mailbox(session, workspace_id=workspace_id, mailbox_id=mailbox_id)
         host = mailbox_address(session, mailbox)
@@ -115,7 +151,10 @@ def load_account(ctx: MailContext, *, workspace_id: str, mailbox_id: str) -> Mai
     if host is None or sealed is None:
         raise Conflict(f"mailbox {email} has no dedicated IP or password yet")
     password = SecretBox(ctx.settings.secret_key, PASSWORD_PURPOSE).open(sealed)
-    return MailboxAccount(mailbox_id, email, host, password)
+    account = MailboxAccount(mailbox_id, email, host, password)
+    if ctx.accounts is not None:
+        ctx.accounts.put(workspace_id, account)
+    return account
 
 
 def send(

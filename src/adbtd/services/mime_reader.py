@@ -28,6 +28,8 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 _SPECIALS = set('()<>[]:;@\\,."')
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_ADDR = r"[^<>\s,;:()\\\"@\[\]]+@[^<>\s,;:()\\\"@\[\]]+"
+_SIMPLE_ADDRESS = re.compile(rf"^\s*(?:([^\"<>,;:()\\\[\]@]*?)\s*<({_ADDR})>|({_ADDR}))\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +327,10 @@ def addresses(value: str) -> list[str]:
     """An address header as ``["Name <addr>", "addr", ...]``."""
     if not value.strip():
         return []
+    simple = _SIMPLE_ADDRESS.match(value)
+    if simple is not None:  # the common case, ~10x faster than the general parser
+        name, addr = " ".join((simple.group(1) or "").split()), simple.group(2) or simple.group(3)
+        return [clean(format_pair(decode_words(name), addr))]
     try:
         pairs = getaddresses([value])
     except (ValueError, RecursionError, IndexError):

@@ -22,7 +22,13 @@ router = APIRouter(tags=["messages"])
 
 async def get_mail(runtime: RuntimeDep) -> MailContext:
     """Async on purpose: trivial, so it runs on the event loop instead of a worker thread."""
-    return MailContext(runtime.db, runtime.settings, runtime.smtp_pool, runtime.imap_pool)
+    return MailContext(
+        runtime.db,
+        runtime.settings,
+        runtime.smtp_pool,
+        runtime.imap_pool,
+        accounts=runtime.mail_accounts,
+    )
 
 
 MailDep = Annotated[MailContext, Depends(get_mail)]
