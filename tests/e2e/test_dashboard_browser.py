@@ -72,9 +72,10 @@ def test_new_user_from_sign_up_to_mailbox_password(
 
     token = create_key(page, base, "browser key")
     desktop.take(page, "api-keys-created")
-    page.reload()  # a reload is a GET: the plaintext is gone for good
+    page.goto(f"{base}/dashboard/api-keys")  # any later visit: the plaintext is gone for good
     assert token not in page.content()
     assert f"adbtd_live_{token[11:19]}" in page.inner_text("main")
+    assert page.locator("tbody tr").count() == 1
 
     password = reveal_password(page, base, f"alice@{domain}")
     desktop.take(page, "mailboxes-revealed")

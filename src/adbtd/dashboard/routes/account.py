@@ -70,7 +70,14 @@ def signup(
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str | None = None) -> Response:
+def login_page(request: Request, runtime: RuntimeDep, next: str | None = None) -> Response:
+    """The sign-in form; a browser that is already signed in goes straight on."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        with runtime.db.transaction() as session:
+            signed_in = users.resolve_session(session, token=token) is not None
+        if signed_in:
+            return RedirectResponse(_safe_next(next), status_code=303)
     return render(request, "login.html", form={}, next=_safe_next(next))
 
 
