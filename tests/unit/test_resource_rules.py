@@ -153,3 +153,26 @@ def test_local_registrar() -> None:
     assert isinstance(registrar_for("local"), LocalRegistrar)
     with pytest.raises(ValueError, match="unknown registrar"):
         registrar_for("godaddy")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a/b@acme.test",
+        "a/../../x@acme.test",
+        "bob=tag@acme.test",
+        "-x.@acme.test",
+        "x~y@acme.test",
+        "a'b@acme.test",
+    ],
+)
+def test_hosted_mailbox_names_are_path_and_map_safe(address: str) -> None:
+    with pytest.raises(ValidationFailed, match=r"mailbox name|not an email|@"):
+        normalize_emails([address])
+
+
+def test_hosted_mailbox_names_keep_ordinary_addresses() -> None:
+    assert normalize_emails(["Alice.Smith@Acme.Test", "ops_team-1@acme.test"]) == [
+        "alice.smith@acme.test",
+        "ops_team-1@acme.test",
+    ]

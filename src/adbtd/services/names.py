@@ -20,6 +20,8 @@ _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 # Reserved names that can never carry real mail; ``test`` stays allowed for development.
 RESERVED_SUFFIXES = ("arpa", "invalid", "local", "localhost", "onion")
+# A hosted mailbox's local part is also a directory and a passwd-file key on the mail node.
+_MAILBOX_LOCAL = re.compile(r"^[a-z0-9_+-](?:[a-z0-9._+-]{0,62}[a-z0-9_+-])?$")
 
 
 def normalize_domain_name(raw: str) -> str:
@@ -81,9 +83,19 @@ def normalize_email(raw: str) -> str:
     return f"{checked.local_part.lower()}@{domain}"
 
 
+def normalize_mailbox_address(raw: str) -> str:
+    """A hosted mailbox: a valid address whose local part is letters, digits, . _ + and -."""
+    email = normalize_email(raw)
+    if not _MAILBOX_LOCAL.fullmatch(email.rpartition("@")[0]):
+        raise ValidationFailed(
+            f"{_shown(raw)}: a mailbox name holds letters, digits, '.', '_', '+' and '-' only"
+        )
+    return email
+
+
 def normalize_emails(raw: list[str]) -> list[str]:
-    """Normalize a request's addresses; the same address twice is a 400, not a silent merge."""
-    emails = [normalize_email(item) for item in raw]
+    """Normalize a request's mailbox addresses; the same one twice is a 400, not a merge."""
+    emails = [normalize_mailbox_address(item) for item in raw]
     seen: set[str] = set()
     for email in emails:
         if email in seen:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adbtd.db.models import DedicatedIp, Domain, Mailbox
+from adbtd.mailnode.render import is_domain_name, is_local_part
 from adbtd.mailnode.state import NodeDomain, NodeMailbox, NodeState
 from adbtd.services.secretbox import SecretBox
+
+log = logging.getLogger("adbtd.mailnode")
 
 DKIM_KEY_PURPOSE = "dkim-key"
 LIVE_IP_STATUSES = ("assigned",)
@@ -59,6 +63,21 @@ def load_node_state(session: Session, *, secret_key: str) -> NodeState:
     ]
     return NodeState(
         ips=tuple(sorted(address_by_id.values())),
-        domains=tuple(sorted(domains, key=lambda d: d.name)),
-        mailboxes=tuple(sorted(mailboxes, key=lambda m: m.email)),
+        domains=tuple(sorted(_renderable_domains(domains), key=lambda d: d.name)),
+        mailboxes=tuple(sorted(_renderable_mailboxes(mailboxes), key=lambda m: m.email)),
     )
+
+
+def _renderable_domains(domains: list[NodeDomain]) -> list[NodeDomain]:
+    """Defence in depth: one bad row must not stop every tenant's node updates."""
+    good = [d for d in domains if is_domain_name(d.name)]
+    for bad in set(d.name for d in domains) - {d.name for d in good}:
+        log.error("domain %r cannot be rendered; left off the mail node", bad)
+    return good
+
+
+def _renderable_mailboxes(mailboxes: list[NodeMailbox]) -> list[NodeMailbox]:
+    good = [m for m in mailboxes if is_local_part(m.email.rpartition("@")[0])]
+    for bad in set(m.email for m in mailboxes) - {m.email for m in good}:
+        log.error("mailbox %r cannot be rendered; left off the mail node", bad)
+    return good
