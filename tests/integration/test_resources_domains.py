@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -11,11 +13,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from adbtd.adapters.registrar import LocalRegistrar
-from adbtd.db.models import Domain, Mailbox
+from adbtd.api.app import create_app
+from adbtd.db.models import Domain, Mailbox, Order
 from adbtd.mailnode.keys import dkim_public_record
 from adbtd.runtime import Runtime
+from adbtd.services import api_keys, billing, workspaces
 from adbtd.services.node_state import DKIM_KEY_PURPOSE, load_node_state
 from adbtd.services.secretbox import SecretBox
+from adbtd.settings import Settings
 from adbtd.workers.orders import OrderWorker
 from tests.conftest import Tenant
 from tests.integration.test_api_foundation import assert_envelope
@@ -298,3 +303,41 @@ def test_unauthenticated_domain_routes_are_401(client: TestClient) -> None:
     assert_envelope(client.get("/api/v1/domains"), 401, "unauthorized")
     assert_envelope(client.post("/api/v1/domains", json={"name": "a.test"}), 401, "unauthorized")
     assert_envelope(client.delete("/api/v1/domains/dom_" + "a" * 20), 401, "unauthorized")
+
+
+def test_concurrent_adds_of_one_name_give_one_domain(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    runtime = Runtime.from_settings(
+        settings_factory(rate_default_burst=10_000, rate_default_per_minute=60_000)
+    )
+    try:
+        add_inventory(runtime)
+        tenants = []
+        for i in range(6):
+            with runtime.db.transaction() as session:
+                ws = workspaces.create_workspace(session, slug=f"r{i}", name="R")
+                billing.record_payment_method(session, workspace_id=ws.id)
+                key = api_keys.create_key(session, workspace_id=ws.id, name="k")
+            tenants.append(Tenant(ws.id, ws.slug, key.key.id, key.token))
+            first_order(runtime, tenants[-1], emails=[], run=False)
+        provision(runtime)
+        name = unique_domain("contested")
+        barrier = threading.Barrier(len(tenants))
+        with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+
+            def add(tenant: Tenant) -> int:
+                barrier.wait()
+                response = client.post(
+                    "/api/v1/domains", headers=tenant.headers, json={"name": name}
+                )
+                return response.status_code
+
+            with ThreadPoolExecutor(len(tenants)) as pool:
+                statuses = sorted(pool.map(add, tenants))
+        assert statuses == [200] + [409] * (len(tenants) - 1)
+        with runtime.db.transaction() as session:
+            assert len(session.scalars(select(Domain).where(Domain.name == name)).all()) == 1
+            assert len(session.scalars(select(Order).where(Order.kind == "domain")).all()) == 1
+    finally:
+        runtime.close()

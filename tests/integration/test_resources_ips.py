@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -314,3 +315,30 @@ def test_concurrent_ip_orders_never_share_an_address(busy_runtime: Runtime) -> N
         assert len({ip.address for ip in held}) == len(held) == 8 + 4 * len(placed)
         assert all(ip.status == "assigned" for ip in held)
         assert session.scalars(select(Mailbox)).all() == []
+
+
+def test_concurrent_releases_never_strand_mailboxes(busy_runtime: Runtime) -> None:
+    runtime = busy_runtime
+    add_inventory(runtime)
+    with runtime.db.transaction() as session:
+        ws = workspaces.create_workspace(session, slug="race", name="Race")
+        billing.record_payment_method(session, workspace_id=ws.id)
+        key = api_keys.create_key(session, workspace_id=ws.id, name="k")
+    tenant = Tenant(ws.id, ws.slug, key.key.id, key.token)
+    placed = first_order(runtime, tenant, ips=2, emails=None)
+    assert placed.domain is not None
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        ids = [ip["id"] for ip in client.get("/api/v1/ips", headers=tenant.headers).json()["data"]]
+        barrier = threading.Barrier(2)
+
+        def release(ip_id: str) -> int:
+            barrier.wait()
+            return client.delete(f"/api/v1/ips/{ip_id}", headers=tenant.headers).status_code
+
+        with ThreadPoolExecutor(2) as pool:
+            statuses = sorted(pool.map(release, ids))
+        assert statuses == [200, 409]
+        boxes = client.get("/api/v1/mailboxes", headers=tenant.headers).json()["data"]
+        left = client.get("/api/v1/ips", headers=tenant.headers).json()["data"]
+    assert len(left) == 1 and left[0]["status"] == "assigned"
+    assert [b["smtpHost"] for b in boxes] == [left[0]["address"]]

@@ -146,12 +146,18 @@ def start_cooldown(ip: DedicatedIp, *, cooldown_days: float) -> None:
 
 
 def workspace_ips(
-    session: Session, *, workspace_id: str, statuses: tuple[str, ...] = HELD_STATUSES
+    session: Session,
+    *,
+    workspace_id: str,
+    statuses: tuple[str, ...] = HELD_STATUSES,
+    lock: bool = False,
 ) -> list[DedicatedIp]:
-    """The addresses a workspace holds, in address order."""
+    """The addresses a workspace holds, in address order; ``lock`` holds them until commit."""
     stmt = (
         select(DedicatedIp)
         .where(DedicatedIp.workspace_id == workspace_id, DedicatedIp.status.in_(statuses))
         .order_by(DedicatedIp.address)
     )
+    if lock:
+        stmt = stmt.with_for_update()
     return list(session.scalars(stmt))

@@ -46,6 +46,9 @@ def release_ip(
     Refused (409) while the address's order is still pending, or when mailboxes sit on it and
     no other assigned IP is left to take them.
     """
+    # Two releases at once must not each move the mailboxes onto the other's IP: lock the
+    # workspace's addresses (in one order, so concurrent releases queue instead of deadlocking).
+    inventory.workspace_ips(session, workspace_id=workspace_id, lock=True)
     ip = get_ip(session, workspace_id=workspace_id, ip_id=ip_id)
     if ip.status != inventory.ASSIGNED:
         raise Conflict("this IP is still being provisioned; release it once its order completes")

@@ -89,6 +89,7 @@ def place_first_order(
         mode=mode,
         selector=settings.dkim_selector,
     )
+    _flush_or_conflict(session)
     mailboxes.add_pending_mailboxes(
         session,
         workspace_id=workspace_id,
