@@ -104,9 +104,7 @@ def reserve_ips(
         ip.order_id = order_id
         ip.allocated_at = None
         ip.released_at = None
-        ip.cooldown_until = None
-        ip.last_reputation_at = None
-        ip.reputation_flags = None
+        ip.cooldown_until = None  # reputation stays: it belongs to the address, not the tenant
     session.flush()
     return chosen
 
