@@ -210,19 +210,20 @@ def fail_order(session: Session, *, order_id: str, reason: str) -> bool:
 
 
 def retry_later(
-    session: Session, *, order_id: str, worker_id: str, delay_seconds: float, max_attempts: int
+    session: Session, *, order_id: str, worker_id: str, base_delay_seconds: float, max_attempts: int
 ) -> bool:
     """After an unexpected error: give the order back for a later attempt, or fail it.
 
-    Returns True when the order was failed for good.
+    The wait doubles with each attempt. Returns True when the order was failed for good.
     """
     order = _owned(session, order_id=order_id, worker_id=worker_id)
     if order is None:
         return False
     if order.attempts >= max_attempts:
         return fail_order(session, order_id=order_id, reason=GAVE_UP)
+    delay = base_delay_seconds * 2 ** max(order.attempts - 1, 0)
     order.claimed_by = None
-    order.claimed_until = utcnow() + timedelta(seconds=delay_seconds)
+    order.claimed_until = utcnow() + timedelta(seconds=delay)
     order.updated_at = utcnow()
     return False
 

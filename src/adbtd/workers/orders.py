@@ -109,7 +109,7 @@ class OrderWorker:
                     session,
                     order_id=order_id,
                     worker_id=self.worker_id,
-                    delay_seconds=RETRY_BASE_SECONDS,
+                    base_delay_seconds=RETRY_BASE_SECONDS,
                     max_attempts=MAX_ATTEMPTS,
                 )
         return True
