@@ -211,3 +211,21 @@ def test_random_bytes_never_raise(raw: bytes) -> None:
     for text in (parsed.text, parsed.html, parsed.headers.subject):
         if text is not None:
             text.encode("utf-8")
+
+
+def test_boundary_lookalikes_everywhere_stay_fast() -> None:
+    body = b"x--zz " * 300_000 + b"\r\n--zz\r\n\r\nreal\r\n--zz--"
+    raw = b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n\r\n" + body
+    started = time.monotonic()
+    parsed = read_message(raw)
+    assert time.monotonic() - started < 3.0
+    assert parsed.text is not None and parsed.text.endswith("real")
+
+
+def test_transport_padding_and_bare_lf_delimiters() -> None:
+    raw = (
+        b"Content-Type: multipart/alternative; boundary=b\n\n--b \t\nContent-Type: text/plain\n\n"
+        b"one\n--b\nContent-Type: text/html\n\n<p>two</p>\n--b-- \n"
+    )
+    parsed = read_message(raw)
+    assert (parsed.text, parsed.html) == ("one", "<p>two</p>")

@@ -28,6 +28,7 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 _SPECIALS = set('()<>[]:;@\\,."')
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_PADDING = re.compile(rb"[ \t]*")
 _ADDR = r"[^<>\s,;:()\\\"@\[\]]+@[^<>\s,;:()\\\"@\[\]]+"
 _SIMPLE_ADDRESS = re.compile(rf"^\s*(?:([^\"<>,;:()\\\[\]@]*?)\s*<({_ADDR})>|({_ADDR}))\s*$")
 
@@ -107,7 +108,7 @@ def read_message(raw: bytes, limits: MimeLimits = DEFAULT_LIMITS) -> ParsedMessa
             if depth >= limits.max_depth or not info.boundary:
                 result.truncated = result.truncated or depth >= limits.max_depth
                 continue
-            children = _split_multipart(view, start, end, info.boundary)
+            children = _split_multipart(raw, start, end, info.boundary, deadline)
             child_default = "message/rfc822" if info.ctype == "multipart/digest" else "text/plain"
             if parts + len(children) > limits.max_parts:
                 children = children[: max(0, limits.max_parts - parts)]
@@ -254,23 +255,40 @@ def _split_head(raw: bytes, start: int, end: int, limits: MimeLimits) -> tuple[i
 
 
 def _split_multipart(
-    view: memoryview, start: int, end: int, boundary: str
+    raw: bytes, start: int, end: int, boundary: str, deadline: float
 ) -> list[tuple[int, int]]:
-    """Offsets of each body part between ``--boundary`` lines (a missing close is tolerated)."""
+    """Offsets of each body part between ``--boundary`` lines (a missing close is tolerated).
+
+    ``bytes.find`` jumps between candidates; the line break before a delimiter belongs to it.
+    """
     delimiter = b"--" + boundary.encode("ascii", "replace")
-    pattern = re.compile(rb"(?:^|\r?\n)" + re.escape(delimiter) + rb"(--)?[ \t]*(?:\r?\n|$)")
-    data = view[start:end]
     spans: list[tuple[int, int]] = []
     part_start: int | None = None
-    for match in pattern.finditer(data):
+    pos, seen = start, 0
+    while (found := raw.find(delimiter, pos, end)) >= 0:
+        seen += 1
+        if seen % 1024 == 0 and time.monotonic() > deadline:
+            break
+        after = found + len(delimiter)
+        closing = raw.startswith(b"--", after, end)
+        line_end = _PADDING.match(raw, after + 2 if closing else after, end)
+        tail = line_end.end() if line_end else after
+        at_line_start = found == start or raw[found - 1] == 0x0A
+        if not at_line_start or not (tail == end or raw[tail] in (0x0D, 0x0A)):
+            pos = found + 1
+            continue
+        cut = found
+        if found > start and raw[found - 1] == 0x0A:
+            cut -= 2 if found - 1 > start and raw[found - 2] == 0x0D else 1
         if part_start is not None:
-            spans.append((start + part_start, start + match.start()))
-        if match.group(1):
+            spans.append((part_start, max(part_start, cut)))
+        if closing:
             part_start = None
             break
-        part_start = match.end()
+        part_start = tail + (2 if raw.startswith(b"\r\n", tail, end) else 1 if tail < end else 0)
+        pos = part_start
     if part_start is not None:
-        spans.append((start + part_start, end))
+        spans.append((part_start, end))
     return spans
 
 

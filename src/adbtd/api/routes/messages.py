@@ -1,17 +1,20 @@
 """POST /mailboxes/:id/send, GET /mailboxes/:id/messages, GET /mailboxes/:id/messages/:uid.
 
 Sync routes (run in the threadpool): the service does blocking SMTP/IMAP through the pools.
+These are the latency-critical routes, so their one dependency is async (no worker-thread hop)
+and the already-validated response model is serialized once, straight to a ``Response``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import Field
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
 
-from adbtd.api.deps import AuthDep, RuntimeDep
+from adbtd.api.deps import get_auth, get_runtime
 from adbtd.api.schemas import Envelope, InModel, OutModel, error_responses
 from adbtd.clock import iso_ms
 from adbtd.services import mail
@@ -20,18 +23,36 @@ from adbtd.services.mail import MailContext
 router = APIRouter(tags=["messages"])
 
 
-async def get_mail(runtime: RuntimeDep) -> MailContext:
-    """Async on purpose: trivial, so it runs on the event loop instead of a worker thread."""
-    return MailContext(
+@dataclass(frozen=True, slots=True)
+class MailCall:
+    """The mail context and the workspace of the authenticated key."""
+
+    ctx: MailContext
+    workspace_id: str
+
+
+async def mail_call(request: Request) -> MailCall:
+    """Async on purpose: it does no I/O, so it runs on the event loop, not a worker thread."""
+    runtime = get_runtime(request)
+    auth = get_auth(request)
+    ctx = MailContext(
         runtime.db,
         runtime.settings,
         runtime.smtp_pool,
         runtime.imap_pool,
         accounts=runtime.mail_accounts,
     )
+    return MailCall(ctx, auth.workspace_id)
 
 
-MailDep = Annotated[MailContext, Depends(get_mail)]
+CallDep = Annotated[MailCall, Depends(mail_call)]
+
+
+def json_response(body: BaseModel) -> Response:
+    """Serialize a validated response model once (FastAPI would validate it again)."""
+    return Response(body.model_dump_json(by_alias=True), media_type="application/json")
+
+
 FolderQuery = Annotated[str, Query(description='IMAP folder name. Defaults to "INBOX".')]
 
 
@@ -101,11 +122,11 @@ class MessageOut(OutModel):
     response_model=Envelope[SendOut],
     responses=error_responses(404, 409, 502),
 )
-def send_message(mailbox_id: str, body: SendIn, auth: AuthDep, ctx: MailDep) -> Envelope[SendOut]:
+def send_message(mailbox_id: str, body: SendIn, call: CallDep) -> Response:
     """Submits an outbound message through the mailbox's SMTP submission server."""
     result = mail.send(
-        ctx,
-        workspace_id=auth.workspace_id,
+        call.ctx,
+        workspace_id=call.workspace_id,
         mailbox_id=mailbox_id,
         to=body.to,
         cc=body.cc,
@@ -116,14 +137,13 @@ def send_message(mailbox_id: str, body: SendIn, auth: AuthDep, ctx: MailDep) -> 
         from_name=body.from_name,
         reply_to=body.reply_to,
     )
-    return Envelope(
-        data=SendOut(
-            message_id=result.message_id,
-            accepted=result.accepted,
-            rejected=result.rejected,
-            response=result.response,
-        )
+    out = SendOut(
+        message_id=result.message_id,
+        accepted=result.accepted,
+        rejected=result.rejected,
+        response=result.response,
     )
+    return json_response(Envelope(data=out))
 
 
 @router.get(
@@ -133,16 +153,15 @@ def send_message(mailbox_id: str, body: SendIn, auth: AuthDep, ctx: MailDep) -> 
 )
 def list_messages(
     mailbox_id: str,
-    auth: AuthDep,
-    ctx: MailDep,
+    call: CallDep,
     folder: FolderQuery = mail.DEFAULT_FOLDER,
     limit: Annotated[int, Query(description="1-100, default 25.")] = mail.DEFAULT_LIMIT,
     before: Annotated[int | None, Query(description="Only UIDs below this one.")] = None,
-) -> Envelope[MessageListOut]:
+) -> Response:
     """Lists recent messages from an IMAP folder, newest first."""
     page = mail.list_messages(
-        ctx,
-        workspace_id=auth.workspace_id,
+        call.ctx,
+        workspace_id=call.workspace_id,
         mailbox_id=mailbox_id,
         folder=folder,
         limit=limit,
@@ -163,15 +182,14 @@ def list_messages(
         )
         for m in page.messages
     ]
-    return Envelope(
-        data=MessageListOut(
-            folder=page.folder,
-            total=page.total,
-            uid_validity=page.uid_validity,
-            messages=messages,
-            next_before=page.next_before,
-        )
+    out = MessageListOut(
+        folder=page.folder,
+        total=page.total,
+        uid_validity=page.uid_validity,
+        messages=messages,
+        next_before=page.next_before,
     )
+    return json_response(Envelope(data=out))
 
 
 @router.get(
@@ -182,17 +200,16 @@ def list_messages(
 def fetch_message(
     mailbox_id: str,
     uid: int,
-    auth: AuthDep,
-    ctx: MailDep,
+    call: CallDep,
     folder: FolderQuery = mail.DEFAULT_FOLDER,
     mark_seen: Annotated[
         Literal["0", "1"], Query(alias="markSeen", description='"1" marks the message read.')
     ] = "0",
-) -> Envelope[MessageOut]:
+) -> Response:
     """Returns one message: headers, text and HTML bodies, attachment metadata."""
     m = mail.fetch_message(
-        ctx,
-        workspace_id=auth.workspace_id,
+        call.ctx,
+        workspace_id=call.workspace_id,
         mailbox_id=mailbox_id,
         uid=uid,
         folder=folder,
@@ -204,22 +221,21 @@ def fetch_message(
         )
         for a in m.attachments
     ]
-    return Envelope(
-        data=MessageOut(
-            uid=m.uid,
-            message_id=m.message_id,
-            subject=m.subject,
-            from_=m.from_,
-            to=m.to,
-            cc=m.cc,
-            date=_iso(m.date),
-            text=m.text,
-            html=m.html,
-            attachments=attachments,
-            flags=m.flags,
-            seen="\\Seen" in m.flags,
-        )
+    out = MessageOut(
+        uid=m.uid,
+        message_id=m.message_id,
+        subject=m.subject,
+        from_=m.from_,
+        to=m.to,
+        cc=m.cc,
+        date=_iso(m.date),
+        text=m.text,
+        html=m.html,
+        attachments=attachments,
+        flags=m.flags,
+        seen="\\Seen" in m.flags,
     )
+    return json_response(Envelope(data=out))
 
 
 def _iso(moment: datetime | None) -> str | None:
