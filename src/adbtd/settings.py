@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     run_worker: bool = True
     reconcile_interval_seconds: float = 30.0
     dns_resolvers: str = ""
+    managed_dns_resolvers: str = ""  # where bought (managed) domains are checked; see docs/dns.md
     dns_timeout_seconds: float = Field(default=5.0, gt=0)
     dns_attempts: int = Field(default=2, ge=1)
     dns_verify_interval_seconds: float = Field(default=3600.0, gt=0)

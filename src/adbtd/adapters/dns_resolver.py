@@ -171,13 +171,27 @@ class DnspythonResolver:
         return self.a(name) + [rdata.to_text() for rdata in self._query(name, "AAAA")]
 
 
-def build_resolver(settings: Settings, *, budget_seconds: float | None = None) -> DnspythonResolver:
+def managed_resolver_spec(settings: Settings) -> str:
+    """Resolvers for managed domains, by the precedence ``build_resolver`` documents."""
+    if settings.managed_dns_resolvers:
+        return settings.managed_dns_resolvers
+    if settings.pdns_local:
+        return f"127.0.0.1:{settings.pdns_dns_port}"
+    return settings.dns_resolvers
+
+
+def build_resolver(
+    settings: Settings, *, budget_seconds: float | None = None, managed: bool = False
+) -> DnspythonResolver:
     """A fresh resolver from ``ADBTD_DNS_RESOLVERS`` (system resolvers when unset).
 
-    ``budget_seconds`` bounds all lookups made through it together (an API request waiting).
+    ``managed=True`` is for domains the platform publishes itself: ``ADBTD_MANAGED_DNS_RESOLVERS``,
+    else the platform's own ``pdns_server`` when it runs one (a name bought on the embedded
+    default is delegated nowhere, so only its authoritative server can answer), else the same as
+    any domain. ``budget_seconds`` bounds all lookups made through it together.
     """
     return DnspythonResolver(
-        parse_resolvers(settings.dns_resolvers),
+        parse_resolvers(managed_resolver_spec(settings) if managed else settings.dns_resolvers),
         timeout=settings.dns_timeout_seconds,
         attempts=settings.dns_attempts,
         budget_seconds=budget_seconds,

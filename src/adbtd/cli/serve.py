@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
 from typing import Protocol
@@ -85,8 +86,26 @@ def run_until_signalled(components: list[Component], what: str) -> None:
         stop_components(started)
 
 
+def embedded_defaults(settings: Settings) -> Settings:
+    """On the embedded default, publish bought domains on our own PowerDNS when it is installed.
+
+    Explicit ``ADBTD_PDNS_LOCAL`` / ``ADBTD_DNS_HOSTING_PROVIDER`` settings always win.
+    """
+    chosen = settings.model_fields_set
+    if settings.env != "embedded" or "pdns_local" in chosen:
+        return settings
+    if shutil.which("pdns_server", path="/usr/sbin:/usr/bin:/sbin") is None:
+        log.warning("pdns_server is not installed; bought domains are not published locally")
+        return settings
+    update: dict[str, object] = {"pdns_local": True}
+    if "dns_hosting_provider" not in chosen:
+        update["dns_hosting_provider"] = "pdns"
+    return settings.model_copy(update=update)
+
+
 def run_server(settings: Settings) -> None:
     """Serve until interrupted; components stop in reverse order on the way out."""
+    settings = embedded_defaults(settings)
     upgrade(settings.resolved_database_url)
     runtime = Runtime.from_settings(settings)
     with runtime.db.transaction() as session:

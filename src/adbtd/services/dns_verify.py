@@ -164,15 +164,24 @@ def apply_results(
 
 
 def verify_domain(
-    db: Database, *, domain_id: str, settings: Settings, resolver: DnsResolver
+    db: Database,
+    *,
+    domain_id: str,
+    settings: Settings,
+    resolver: DnsResolver,
+    managed_resolver: DnsResolver | None = None,
 ) -> Domain:
-    """Check one domain now and store the outcome; NotFound when it is gone."""
+    """Check one domain now and store the outcome; NotFound when it is gone.
+
+    A managed (bought) domain is checked through ``managed_resolver`` when one is given.
+    """
     with db.transaction() as session:
         domain = session.get(Domain, domain_id)
         if domain is None:
             raise NotFound("domain not found")
         snap = snapshot(session, domain, secret_key=settings.secret_key)
-    results = run_checks(snap, resolver, hosts=node_hosts(settings))
+    chosen = managed_resolver if snap.managed and managed_resolver is not None else resolver
+    results = run_checks(snap, chosen, hosts=node_hosts(settings))
     with db.transaction() as session:
         domain = session.get(Domain, domain_id, with_for_update=True)
         if domain is None:

@@ -59,6 +59,9 @@ class DnsWorker:
         self.resolver_factory = resolver_factory or (
             lambda: build_resolver(settings, budget_seconds=CHECK_BUDGET_SECONDS)
         )
+        self.managed_resolver_factory = resolver_factory or (
+            lambda: build_resolver(settings, budget_seconds=CHECK_BUDGET_SECONDS, managed=True)
+        )
         self.hosting = hosting or build_dns_hosting(settings)
         self.poll_seconds = poll_seconds or settings.dns_poll_seconds
         self._last_compare = 0.0
@@ -144,6 +147,7 @@ class DnsWorker:
                     domain_id=domain_id,
                     settings=settings,
                     resolver=self.resolver_factory(),
+                    managed_resolver=self.managed_resolver_factory(),
                 )
                 done.verified.append(domain_id)
             except NotFound:

@@ -47,9 +47,15 @@ def verify_domain(
         domain = domains.get_domain(session, workspace_id=auth.workspace_id, domain_id=domain_id)
         if domain.status in dns_verify.UNVERIFIABLE_STATUSES:
             raise Conflict(f"domain is {domain.status}; it can be verified once provisioned")
-    resolver = build_resolver(runtime.settings, budget_seconds=ON_DEMAND_BUDGET_SECONDS)
+    settings = runtime.settings
     dns_verify.verify_domain(
-        runtime.db, domain_id=domain_id, settings=runtime.settings, resolver=resolver
+        runtime.db,
+        domain_id=domain_id,
+        settings=settings,
+        resolver=build_resolver(settings, budget_seconds=ON_DEMAND_BUDGET_SECONDS),
+        managed_resolver=build_resolver(
+            settings, budget_seconds=ON_DEMAND_BUDGET_SECONDS, managed=True
+        ),
     )
     with runtime.db.transaction() as session:
         domain = domains.get_domain(session, workspace_id=auth.workspace_id, domain_id=domain_id)
