@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from adbtd.api.app import create_app
 from adbtd.runtime import Runtime
@@ -95,17 +95,48 @@ class LiveServer:
             self.worker.stop()
 
 
+class _SharedChromium:
+    """One Playwright and one browser per process, however many modules use the fixture.
+
+    The fixture is imported by ``tests/e2e`` and by integration tests, which makes two session
+    fixtures; the sync API allows only one Playwright per thread, so they share this one.
+    """
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.playwright: Playwright | None = None
+        self.browser: Browser | None = None
+
+    def acquire(self) -> Browser:
+        if self.browser is None:
+            self.playwright = sync_playwright().start()
+            self.browser = self.playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS
+            )
+        self.users += 1
+        return self.browser
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self.browser is not None and self.playwright is not None:
+            self.browser.close()
+            self.playwright.stop()
+            self.browser = self.playwright = None
+
+
+_SHARED = _SharedChromium()
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Browser]:
-    """One headless Chromium per test session; skipped when Debian's chromium is missing."""
+    """Headless Debian Chromium; skipped when it is not installed."""
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (scripts/install-system.sh --test installs it)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    browser = _SHARED.acquire()
+    try:
+        yield browser
+    finally:
+        _SHARED.release()
 
 
 @dataclass
