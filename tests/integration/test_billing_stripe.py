@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -374,3 +375,36 @@ def test_monthly_estimate_uses_prices_per_currency(
     assert str(usd.total) == "17.00"
     eur = billing_flows.monthly_estimate(settings, currency="EUR", quantities={"ip": 2})
     assert str(eur.total) == "9.0" and eur.currency == "eur"
+
+
+def test_a_subscription_cancelled_at_stripe_is_started_again(world: StripeWorld) -> None:
+    add_inventory(world.runtime)
+    workspace_id = world.workspace()
+    world.deliver(world.event("checkout.session.completed", world.checkout(workspace_id)))
+    name = unique_domain()
+    with world.runtime.db.transaction() as session:
+        orders.place_first_order(
+            session,
+            workspace_id=workspace_id,
+            domain=name,
+            ip_count=1,
+            emails=[f"a@{name}"],
+            settings=world.runtime.settings,
+        )
+    provision(world.runtime)
+    first = billing_flows.push_quantities(
+        world.runtime.db, world.provider, world.runtime.settings, workspace_id=workspace_id
+    )
+    assert first is not None and first.subscription_ref
+    response = httpx.delete(
+        f"{world.stripe.url}/v1/subscriptions/{first.subscription_ref}", auth=(API_KEY, "")
+    )
+    assert response.status_code == 200
+    ended = world.event("customer.subscription.deleted", first.subscription_ref)
+    assert world.deliver(ended) == 200
+    assert world.account(workspace_id).subscription_ref is None
+    second = billing_flows.push_quantities(
+        world.runtime.db, world.provider, world.runtime.settings, workspace_id=workspace_id
+    )
+    assert second is not None and second.subscription_ref not in (None, first.subscription_ref)
+    assert stripe_quantities(world, workspace_id) == {"domain": 1, "ip": 1, "mailbox": 1}

@@ -475,3 +475,34 @@ def test_security_headers_and_static_htmx(browser: Browser) -> None:
     assert "https://" not in page.text.split("<body")[0]
     script = browser.client.get("/dashboard/static/htmx.min.js")
     assert script.status_code == 200 and "htmx" in script.text[:200]
+
+
+def test_first_order_without_free_ips_says_so(browser: Browser) -> None:
+    browser.sign_up("short@example.com")
+    browser.get("/dashboard/billing/checkout")
+    browser.post("/dashboard/billing/checkout")
+    browser.get("/dashboard/orders")
+    response = browser.post(
+        "/dashboard/orders/first",
+        {"domain": unique_domain(), "mode": "byo", "ip_count": "1", "mailboxes": "alice"},
+    )
+    assert response.status_code == 503
+    assert "not enough free dedicated IPs" in response.text
+
+
+def test_orders_page_polls_only_while_an_order_is_pending(
+    browser: Browser, runtime: Runtime
+) -> None:
+    add_inventory(runtime)
+    browser.sign_up("poll@example.com")
+    browser.get("/dashboard/billing/checkout")
+    browser.post("/dashboard/billing/checkout")
+    browser.get("/dashboard/orders")
+    assert 'hx-trigger="every 2s"' not in browser.get("/dashboard/orders").text
+    browser.post(
+        "/dashboard/orders/first",
+        {"domain": unique_domain(), "mode": "byo", "ip_count": "1", "mailboxes": "alice"},
+    )
+    assert 'hx-trigger="every 2s"' in browser.get("/dashboard/orders").text
+    provision(runtime)
+    assert 'hx-trigger="every 2s"' not in browser.get("/dashboard/orders").text

@@ -13,7 +13,9 @@ from typing import Literal, Protocol
 from adbtd.errors import AdbtdError
 from adbtd.settings import Settings
 
-EventKind = Literal["checkout_completed", "payment_failed", "payment_succeeded", "ignored"]
+EventKind = Literal[
+    "checkout_completed", "payment_failed", "payment_succeeded", "subscription_ended", "ignored"
+]
 
 
 class BillingUnavailable(AdbtdError):

@@ -30,6 +30,7 @@ EVENT_KINDS: dict[str, EventKind] = {
     "payment_intent.payment_failed": "payment_failed",
     "invoice.paid": "payment_succeeded",
     "invoice.payment_succeeded": "payment_succeeded",
+    "customer.subscription.deleted": "subscription_ended",
 }
 
 

@@ -18,7 +18,7 @@ from adbtd.adapters.billing import (
     PushResult,
     QuantityChange,
 )
-from adbtd.clock import iso_ms
+from adbtd.clock import iso_ms, utcnow
 from adbtd.db.engine import Database
 from adbtd.db.models import BillingAccount, SubscriptionItem, Workspace
 from adbtd.errors import NotFound, ValidationFailed
@@ -218,4 +218,23 @@ def handle_event(
                 return "no workspace for this customer"
             account.delinquent = event.kind == "payment_failed"
             return f"{account.workspace_id} delinquent={account.delinquent}"
+    if event.kind == "subscription_ended" and event.customer_ref:
+        with db.transaction() as session:
+            account = session.scalar(
+                select(BillingAccount).where(BillingAccount.customer_ref == event.customer_ref)
+            )
+            if account is None:
+                return "no workspace for this customer"
+            # The next push starts a new subscription; a fresh ``updated_at`` gives its
+            # requests new idempotency keys, so Stripe cannot replay the ended one.
+            account.subscription_ref = None
+            now = utcnow()
+            for item in session.scalars(
+                select(SubscriptionItem).where(
+                    SubscriptionItem.workspace_id == account.workspace_id
+                )
+            ):
+                item.item_ref = None
+                item.updated_at = now
+            return f"{account.workspace_id} subscription ended"
     return "ignored"

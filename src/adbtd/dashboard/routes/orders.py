@@ -15,6 +15,7 @@ from adbtd.services import billing, domains, ips, orders
 
 router = APIRouter()
 MAX_FORM_MAILBOXES = 100
+STATUS_BY_CODE = {"conflict": 409, "not_found": 404, "inventory_unavailable": 503}
 
 
 def split_mailboxes(raw: str, domain: str) -> list[str]:
@@ -50,6 +51,7 @@ def _page(
         active="orders",
         rows=rows,
         can_order_first=not has_resources,
+        pending=any(order.status == orders.PENDING for order in recent),
         has_payment=has_payment,
         checkout=f"{billing.CHECKOUT_PATH}?workspace={workspace_id}",
         form=form or {"mode": "byo", "ips": 1},
@@ -112,6 +114,7 @@ def first_order(
             checkout_url=str(exc.extra.get("checkoutUrl", "")),
         )
     except AdbtdError as exc:
-        return _page(request, runtime, viewer, status=400, form=form, error=exc.message)
+        status = STATUS_BY_CODE.get(exc.code, 400)
+        return _page(request, runtime, viewer, status=status, form=form, error=exc.message)
     runtime.order_placed()
     return redirect("/orders", notice="order-placed", order=placed.order_id)
