@@ -190,6 +190,7 @@ def running_stack(messages: int) -> Iterator[Stack]:
         "ADBTD_RUN_MAILNODE": "false",
         "ADBTD_RUN_WORKER": "false",
         "ADBTD_RUN_DNS_WORKER": "false",
+        "ADBTD_PDNS_LOCAL": "false",
         "ADBTD_RATE_SEND_PER_MINUTE": "1000000",
         "ADBTD_RATE_SEND_BURST": "1000000",
         "ADBTD_RATE_FETCH_PER_MINUTE": "1000000",
@@ -198,15 +199,16 @@ def running_stack(messages: int) -> Iterator[Stack]:
         "ADBTD_RATE_FETCH_BURST": "1000000",
     }
     adbtd = str(Path(sys.executable).parent / "adbtd")
+    server_log = (base / "serve.log").open("wb")
     server = subprocess.Popen(
         [adbtd, "serve", "--host", "127.0.0.1", "--port", str(http_port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
     )
     stack = Stack(base, node, config, f"http://127.0.0.1:{http_port}", token, boxes, 0, server)
     try:
-        wait_http(stack.api + "/healthz", server)
+        wait_http(stack.api + "/healthz", server, base / "serve.log")
         tls = client_tls(cert)
         conn = imap_connect(stack, "carol", tls)
         for i in range(messages):
@@ -225,11 +227,12 @@ def running_stack(messages: int) -> Iterator[Stack]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def wait_http(url: str, server: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_http(url: str, server: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"adbtd serve exited with {server.returncode}")
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise SystemExit(f"adbtd serve exited with {server.returncode}:\n{tail}")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return

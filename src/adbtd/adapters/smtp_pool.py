@@ -8,6 +8,7 @@ queued the message, and a retry could deliver it twice.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from adbtd.errors import SmtpFailure
 
 DEFAULT_LIMITS = PoolLimits(max_per_key=4, max_total=64, idle_timeout=60.0, check_after=1.0)
 CLOSE_TIMEOUT = 2.0
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class SmtpConnector:
         except (smtplib.SMTPException, OSError) as exc:
             raise SmtpFailure(f"cannot connect to SMTP server {where}: {_describe(exc)}") from exc
         try:
+            if conn.sock is not None:  # pipelined commands must not wait for Nagle
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo()
             if not conn.has_extn("starttls"):
                 raise SmtpFailure(f"SMTP server {where} does not offer STARTTLS")
@@ -123,30 +128,18 @@ class SmtpPool:
 
 
 def _submit(conn: smtplib.SMTP, envelope: Envelope) -> SubmitResult:
+    """MAIL, RCPT... and DATA in one write when the server offers PIPELINING (RFC 2920), then
+    the message; nothing irreversible happens before the message is sent."""
     try:
-        options = [f"SIZE={len(envelope.data)}"] if conn.has_extn("size") else []
-        code, reply = conn.mail(envelope.sender, options)
-        if code != 250:
-            _reset(conn)
-            raise SmtpFailure(_format(code, reply))
-        rejected: dict[str, str] = {}
-        for rcpt in envelope.recipients:
-            code, reply = conn.rcpt(rcpt)
-            if code not in (250, 251):
-                rejected[rcpt] = _format(code, reply)
-        if len(rejected) == len(envelope.recipients):
-            _reset(conn)
-            first = next(iter(rejected.values()))
-            more = f" (all {len(rejected)} recipients refused)" if len(rejected) > 1 else ""
-            raise SmtpFailure(first + more)
+        code, reply, rejected = _envelope(conn, envelope)
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
         conn.close()
         raise ConnectionDropped(_describe(exc)) from exc
     try:
-        code, reply = conn.data(envelope.data)
-    except smtplib.SMTPDataError as exc:
-        _reset(conn)
-        raise SmtpFailure(_reply(exc)) from exc
+        if code != 354:
+            raise SmtpFailure(_format(code, reply))
+        conn.send(_dot_stuffed(envelope.data))
+        code, reply = conn.getreply()
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
         conn.close()
         raise SmtpFailure(
@@ -157,6 +150,53 @@ def _submit(conn: smtplib.SMTP, envelope: Envelope) -> SubmitResult:
         raise SmtpFailure(_format(code, reply))
     accepted = [r for r in envelope.recipients if r not in rejected]
     return SubmitResult(accepted, rejected, _format(code, reply))
+
+
+def _envelope(conn: smtplib.SMTP, envelope: Envelope) -> tuple[int, bytes, dict[str, str]]:
+    """Send the envelope and DATA; returns DATA's reply and the refused recipients. A refusal
+    of the sender or of every recipient raises ``SmtpFailure`` with the server's reply."""
+    size = f" SIZE={len(envelope.data)}" if conn.has_extn("size") else ""
+    commands = [f"MAIL FROM:{smtplib.quoteaddr(envelope.sender)}{size}"]
+    commands += [f"RCPT TO:{smtplib.quoteaddr(rcpt)}" for rcpt in envelope.recipients]
+    commands.append("DATA")
+    if conn.has_extn("pipelining"):
+        conn.send("".join(command + "\r\n" for command in commands))
+        replies = [conn.getreply() for _ in commands]
+    else:
+        replies = []
+        for command in commands:
+            conn.putcmd(command)
+            replies.append(conn.getreply())
+            if replies[0][0] != 250:
+                break
+    mail_code, mail_reply = replies[0]
+    rejected = {
+        rcpt: _format(code, reply)
+        for rcpt, (code, reply) in zip(envelope.recipients, replies[1:-1], strict=False)
+        if code not in (250, 251)
+    }
+    data_code, data_reply = replies[-1] if len(replies) == len(commands) else (0, b"")
+    if data_code == 354 and (mail_code != 250 or len(rejected) == len(envelope.recipients)):
+        conn.send(b".\r\n")  # a server that opened DATA anyway gets an empty message ended
+        conn.getreply()
+    if mail_code != 250:
+        _reset(conn)
+        raise SmtpFailure(_format(mail_code, mail_reply))
+    if len(rejected) == len(envelope.recipients):
+        _reset(conn)
+        first = next(iter(rejected.values()))
+        more = f" (all {len(rejected)} recipients refused)" if len(rejected) > 1 else ""
+        raise SmtpFailure(first + more)
+    return data_code, data_reply, rejected
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The message in CRLF lines with leading dots doubled, ended by ``CRLF.CRLF``."""
+    text = _LINE_BREAK.sub(b"\r\n", data)
+    text = _LEADING_DOT.sub(b"..", text)
+    if not text.endswith(b"\r\n"):
+        text += b"\r\n"
+    return text + b".\r\n"
 
 
 def _reset(conn: smtplib.SMTP) -> None:
