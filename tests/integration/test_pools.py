@@ -298,3 +298,25 @@ def test_secretbox_and_rows_agree(env: MailEnv) -> None:
     assert SecretBox(env.runtime.settings.secret_key, PASSWORD_PURPOSE).open(sealed) == (
         env.alice.password
     )
+
+
+def test_submit_without_pipelining_and_with_leading_dots(env: MailEnv, tls: ClientTls) -> None:
+    smtp = SmtpPool(tls=tls, local_hostname="api.test")
+    try:
+        lease = smtp.pool.acquire(smtp_login(env, env.alice))
+        lease.conn.esmtp_features.pop("pipelining", None)  # as a server without RFC 2920
+        smtp.pool.release(lease, keep=True)
+        body = b".\r\n.leading dot\r\n..two\r\nend"
+        data = (
+            f"From: {env.alice.email}\r\nTo: {env.bob.email}\r\nSubject: dots\r\n"
+            f"Message-ID: <dots@{env.domain}>\r\n\r\n"
+        ).encode() + body
+        result = smtp.submit(
+            smtp_login(env, env.alice), Envelope(env.alice.email, (env.bob.email,), data)
+        )
+        assert result.accepted == [env.bob.email]
+        assert "pipelining" not in next(iter(smtp.pool._idle.values()))[0].conn.esmtp_features
+        _, raw = env.wait_for(env.bob, lambda raw: b"<dots@" in raw)
+        assert raw.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n") == body
+    finally:
+        smtp.close()
