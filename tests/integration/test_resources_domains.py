@@ -84,7 +84,10 @@ def test_add_domain_then_provisioned_with_dkim_key(
     detail = client.get(f"/api/v1/domains/{domain.id}", headers=ready.headers).json()["data"]
     assert set(detail) == DOMAIN_KEYS | {"dnsRecords"}
     records = {(r["type"], r["name"]): r for r in detail["dnsRecords"]}
-    assert all(set(r) == {"type", "name", "value", "ok"} for r in detail["dnsRecords"])
+    assert all(
+        set(r) == {"type", "name", "value", "ok", "status", "error"} for r in detail["dnsRecords"]
+    )
+    assert all(r["status"] == "unchecked" and r["error"] for r in detail["dnsRecords"])
     dkim = records[("TXT", f"{runtime.settings.dkim_selector}._domainkey.{name}")]
     assert dkim["value"] == dkim_public_record(pem) and dkim["ok"] is False
     assert records[("TXT", f"_dmarc.{name}")]["value"].startswith("v=DMARC1")

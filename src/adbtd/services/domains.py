@@ -1,4 +1,4 @@
-"""Domains: listing, the DNS records a customer must publish, and deletion with its mailboxes.
+"""Domains: listing and deletion with their mailboxes (records to publish: ``dns_verify``).
 
 Domains are created by orders (``adbtd.services.orders``). A domain is ``pending_provision``
 until the worker gives it a DKIM key, then ``unverified`` until DNS verification says otherwise.
@@ -6,31 +6,16 @@ until the worker gives it a DKIM key, then ``unverified`` until DNS verification
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from adbtd.db.models import Domain, Mailbox
 from adbtd.errors import NotFound
 from adbtd.ids import looks_like_id
-from adbtd.mailnode.keys import dkim_public_record
-from adbtd.services import billing, inventory, node_sync
-from adbtd.services.dns_records import required_records
-from adbtd.services.node_state import DKIM_KEY_PURPOSE
-from adbtd.services.secretbox import SecretBox
-from adbtd.settings import Settings
+from adbtd.services import billing, node_sync
 
 PENDING = "pending_provision"
 UNVERIFIED = "unverified"
-
-
-@dataclass(frozen=True, slots=True)
-class DnsRecord:
-    type: str
-    name: str
-    value: str
-    ok: bool
 
 
 def list_domains(session: Session, *, workspace_id: str) -> list[Domain]:
@@ -75,36 +60,3 @@ def delete_domain(session: Session, *, workspace_id: str, domain_id: str) -> int
     billing.sync_quantities(session, workspace_id)
     node_sync.mark_node_changed(session)
     return deleted
-
-
-def domain_dns_records(session: Session, *, domain: Domain, settings: Settings) -> list[DnsRecord]:
-    """The records to publish (``adbtd.services.dns_records``) with the last verification flags.
-
-    SPF covers the workspace's assigned IPs; the DKIM record appears once the key exists.
-    """
-    addresses = [
-        ip.address
-        for ip in inventory.workspace_ips(
-            session, workspace_id=domain.workspace_id, statuses=(inventory.ASSIGNED,)
-        )
-    ]
-    dkim_public = None
-    if domain.dkim_private_key_encrypted is not None:
-        box = SecretBox(settings.secret_key, DKIM_KEY_PURPOSE)
-        dkim_public = dkim_public_record(box.open(domain.dkim_private_key_encrypted))
-    flags = {
-        "mx": domain.mx_ok,
-        "spf": domain.spf_ok,
-        "dkim": domain.dkim_ok,
-        "dmarc": domain.dmarc_ok,
-    }
-    return [
-        DnsRecord(record.type, record.name, record.value, flags[record.check])
-        for record in required_records(
-            domain=domain.name,
-            ips=addresses,
-            dkim_selector=domain.dkim_selector,
-            dkim_record=dkim_public,
-            mx_hostname=settings.mx_hostname,
-        )
-    ]

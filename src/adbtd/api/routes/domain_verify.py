@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from adbtd.adapters.dns_resolver import build_resolver
 from adbtd.api.deps import AuthDep, RuntimeDep
-from adbtd.api.routes.domains import DomainOut, domain_out
-from adbtd.api.schemas import Envelope, OutModel, error_responses
+from adbtd.api.routes.domains import DomainDetailOut, domain_detail_out
+from adbtd.api.schemas import Envelope, error_responses
 from adbtd.errors import Conflict
 from adbtd.services import dns_verify, domains
 
@@ -17,27 +17,12 @@ router = APIRouter(tags=["domains"])
 ON_DEMAND_BUDGET_SECONDS = 20.0
 
 
-class CheckedRecordOut(OutModel):
-    type: str
-    name: str
-    value: str
-    ok: bool
-    status: str
-    error: str | None
-
-
-class VerifiedDomainOut(DomainOut):
-    dns_records: list[CheckedRecordOut]
-
-
 @router.post(
     "/domains/{domain_id}/verify",
-    response_model=Envelope[VerifiedDomainOut],
+    response_model=Envelope[DomainDetailOut],
     responses=error_responses(404, 409),
 )
-def verify_domain(
-    domain_id: str, auth: AuthDep, runtime: RuntimeDep
-) -> Envelope[VerifiedDomainOut]:
+def verify_domain(domain_id: str, auth: AuthDep, runtime: RuntimeDep) -> Envelope[DomainDetailOut]:
     """Checks MX, SPF, DKIM and DMARC now; returns the domain as ``GET /domains/:id`` does.
 
     Each record carries ``ok``, ``status`` (``ok``, ``fail``, ``timeout``, ``dns_error``) and
@@ -59,10 +44,4 @@ def verify_domain(
     )
     with runtime.db.transaction() as session:
         domain = domains.get_domain(session, workspace_id=auth.workspace_id, domain_id=domain_id)
-        records = dns_verify.dns_records_out(session, domain, settings=runtime.settings)
-        return Envelope(
-            data=VerifiedDomainOut(
-                **domain_out(domain).model_dump(),
-                dns_records=[CheckedRecordOut(**record) for record in records],
-            )
-        )
+        return Envelope(data=domain_detail_out(session, domain, settings))

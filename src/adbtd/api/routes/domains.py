@@ -6,12 +6,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import Field
+from sqlalchemy.orm import Session
 
 from adbtd.api.deps import AuthDep, RuntimeDep, SessionDep
 from adbtd.api.schemas import Envelope, InModel, OutModel, error_responses
 from adbtd.clock import iso_ms
 from adbtd.db.models import Domain
-from adbtd.services import domains, orders
+from adbtd.services import dns_verify, domains, orders
+from adbtd.settings import Settings
 
 router = APIRouter(tags=["domains"])
 
@@ -36,10 +38,14 @@ class DomainOut(OutModel):
 
 
 class DnsRecordOut(OutModel):
+    """A record to publish and its last check: ``status`` ok/fail/timeout/dns_error/unchecked."""
+
     type: str
     name: str
     value: str
     ok: bool
+    status: str
+    error: str | None
 
 
 class DomainDetailOut(DomainOut):
@@ -114,14 +120,15 @@ def read_domain(
 ) -> Envelope[DomainDetailOut]:
     """Returns one domain and every DNS record the customer must publish for it."""
     domain = domains.get_domain(session, workspace_id=auth.workspace_id, domain_id=domain_id)
-    records = domains.domain_dns_records(session, domain=domain, settings=runtime.settings)
-    return Envelope(
-        data=DomainDetailOut(
-            **domain_out(domain).model_dump(),
-            dns_records=[
-                DnsRecordOut(type=r.type, name=r.name, value=r.value, ok=r.ok) for r in records
-            ],
-        )
+    return Envelope(data=domain_detail_out(session, domain, runtime.settings))
+
+
+def domain_detail_out(session: Session, domain: Domain, settings: Settings) -> DomainDetailOut:
+    """The domain with every record to publish and the state of its last check."""
+    records = dns_verify.dns_records_out(session, domain, settings=settings)
+    return DomainDetailOut(
+        **domain_out(domain).model_dump(),
+        dns_records=[DnsRecordOut(**record) for record in records],
     )
 
 

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from adbtd.dashboard.deps import RuntimeDep, ViewerDep, render
 from adbtd.errors import NotFound
-from adbtd.services import domains, ips, mailboxes
+from adbtd.services import dns_verify, domains, ips, mailboxes
 from adbtd.services.secretbox import SecretBox
 
 router = APIRouter()
@@ -17,7 +17,7 @@ router = APIRouter()
 def list_domains(request: Request, runtime: RuntimeDep, viewer: ViewerDep) -> Response:
     with runtime.db.transaction() as session:
         rows = [
-            (domain, domains.domain_dns_records(session, domain=domain, settings=runtime.settings))
+            (domain, dns_verify.dns_records_out(session, domain, settings=runtime.settings))
             for domain in domains.list_domains(session, workspace_id=viewer.workspace.id)
         ]
     return render(request, "domains.html", viewer=viewer, active="domains", rows=rows)
