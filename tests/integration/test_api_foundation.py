@@ -195,3 +195,9 @@ def database_dump(runtime: Runtime, settings: Settings) -> str:
     )
     assert "CREATE TABLE" in out.stdout
     return out.stdout
+
+
+def test_openapi_declares_bearer_auth(client: TestClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert spec["security"] == [{"bearerAuth": []}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -43,7 +45,29 @@ def create_api(runtime: Runtime) -> FastAPI:
     ):
         api.include_router(router)
     api.add_middleware(ApiGuardMiddleware, runtime=runtime)
+    declare_bearer_auth(api)
     return api
+
+
+def declare_bearer_auth(api: FastAPI) -> None:
+    """Say in the OpenAPI spec what the guard middleware enforces: a Bearer key on every route."""
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "adbtd_live_ followed by 43 URL-safe characters",
+                }
+            }
+            schema["security"] = [{"bearerAuth": []}]
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(runtime: Runtime) -> FastAPI:
