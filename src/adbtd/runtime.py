@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from adbtd.adapters.imap_pool import ImapPool
@@ -37,6 +37,10 @@ def _nothing() -> None:
     return None
 
 
+def _ignore(_workspace_id: str) -> None:
+    return None
+
+
 @dataclass
 class Runtime:
     """Settings, database and stores of one process.
@@ -49,6 +53,7 @@ class Runtime:
     buckets: BucketStore = field(default_factory=MemoryBucketStore)
     node_changed: Callable[[], None] = _nothing
     order_placed: Callable[[], None] = _nothing
+    quantities_changed: Callable[[str], None] = _ignore
     smtp_pool: SmtpPool = field(init=False)
     imap_pool: ImapPool = field(init=False)
     mail_accounts: AccountCache = field(init=False)
@@ -58,6 +63,16 @@ class Runtime:
         self.smtp_pool = SmtpPool(tls=tls, local_hostname=self.settings.mail_hostname)
         self.imap_pool = ImapPool(tls=tls)
         self.mail_accounts = AccountCache()
+
+    def resources_changed(
+        self, workspace_id: str, *, removed_mailboxes: Iterable[str] = ()
+    ) -> None:
+        """After a committed change to a workspace's domains, IPs or mailboxes: wake the node,
+        push billing quantities, and drop what this process holds for removed mailboxes."""
+        for mailbox_id in removed_mailboxes:
+            self.evict_mailbox(mailbox_id)
+        self.node_changed()
+        self.quantities_changed(workspace_id)
 
     def evict_mailbox(self, mailbox_id: str) -> None:
         """Forget a mailbox's cached login and close its pooled SMTP/IMAP connections; call

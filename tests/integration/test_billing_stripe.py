@@ -25,8 +25,9 @@ from adbtd.adapters.billing import (
 from adbtd.api.app import create_app
 from adbtd.db.models import BillingAccount, SubscriptionItem
 from adbtd.runtime import Runtime
-from adbtd.services import billing_flows, orders, workspaces
+from adbtd.services import api_keys, billing_flows, orders, workspaces
 from adbtd.settings import Settings
+from adbtd.workers.billing import BillingPusher
 from tests.support.localstripe import (
     API_KEY,
     PRICES,
@@ -408,3 +409,49 @@ def test_a_subscription_cancelled_at_stripe_is_started_again(world: StripeWorld)
     )
     assert second is not None and second.subscription_ref not in (None, first.subscription_ref)
     assert stripe_quantities(world, workspace_id) == {"domain": 1, "ip": 1, "mailbox": 1}
+
+
+def wait_for_quantities(
+    world: StripeWorld, workspace_id: str, expected: dict[str, int], timeout: float = 15.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    seen: object = None
+    while time.monotonic() < deadline:
+        try:
+            seen = stripe_quantities(world, workspace_id)
+        except AssertionError as exc:  # no subscription item pushed yet
+            seen = exc
+        if seen == expected:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"Stripe quantities stayed {seen!r}, expected {expected}")
+
+
+def test_pusher_follows_orders_and_deletes_without_a_manual_push(world: StripeWorld) -> None:
+    """The worker and the DELETE routes notify the pusher, which pushes in the background."""
+    add_inventory(world.runtime)
+    workspace_id = world.workspace()
+    world.deliver(world.event("checkout.session.completed", world.checkout(workspace_id)))
+    pusher = BillingPusher(world.runtime, provider=world.provider)
+    pusher.start()
+    try:
+        name = unique_domain()
+        with world.runtime.db.transaction() as session:
+            orders.place_first_order(
+                session,
+                workspace_id=workspace_id,
+                domain=name,
+                ip_count=1,
+                emails=[f"a@{name}", f"b@{name}"],
+                settings=world.runtime.settings,
+            )
+            token = api_keys.create_key(session, workspace_id=workspace_id, name="k").token
+        provision(world.runtime)
+        wait_for_quantities(world, workspace_id, {"domain": 1, "ip": 1, "mailbox": 2})
+        headers = {"Authorization": f"Bearer {token}"}
+        boxes = world.client.get("/api/v1/mailboxes", headers=headers).json()["data"]
+        deleted = world.client.delete(f"/api/v1/mailboxes/{boxes[0]['id']}", headers=headers)
+        assert deleted.status_code == 200
+        wait_for_quantities(world, workspace_id, {"domain": 1, "ip": 1, "mailbox": 1})
+    finally:
+        pusher.stop()

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adbtd.mailnode.layout import NodeLayout
 from tests.support.postgres import free_port
 
 pytestmark = pytest.mark.integration
@@ -104,17 +105,33 @@ def platform(database_url: str) -> Iterator[Platform]:
         text=True,
     )
     base = f"http://127.0.0.1:{http_port}"
+    daemons: list[int] = []
     try:
         wait_until(lambda: _up(base) or process.poll() is not None, 60, "serve start")
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        daemons = daemon_pids(data_dir / "mailnode")
         yield Platform(env, base, imap_port, process)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # what systemd and `kill` send
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
         subprocess.run(["rm", "-rf", str(data_dir)], check=False)
+    assert process.returncode == 0
+    assert len(daemons) == 3
+    assert [pid for pid in daemons if Path(f"/proc/{pid}").exists()] == []
+
+
+def daemon_pids(node_dir: Path) -> list[int]:
+    """The pids of the node's Postfix master, Dovecot and OpenDKIM, from their pid files."""
+    layout = NodeLayout(node_dir)
+    files = [
+        layout.postfix_queue / "pid" / "master.pid",
+        layout.dovecot_run / "master.pid",
+        layout.opendkim_pid,
+    ]
+    return [int(f.read_text().split()[0]) for f in files if f.exists()]
 
 
 def _up(base: str) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Protocol
 
 import uvicorn
@@ -35,7 +37,10 @@ def background_components(runtime: Runtime) -> list[Component]:
 
         components.append(DatabaseMailNode(runtime))
     if runtime.settings.run_worker:
+        from adbtd.workers.billing import BillingPusher
         from adbtd.workers.orders import OrderWorker
+
+        components.append(BillingPusher(runtime))
 
         order_worker = OrderWorker(runtime)
         runtime.order_placed = order_worker.wake
@@ -71,6 +76,17 @@ def stop_components(started: list[Component]) -> None:
             component.stop()
         except Exception:
             log.exception("stopping %s failed", type(component).__name__)
+
+
+class HttpServer(uvicorn.Server):
+    """uvicorn's server, minus one step: after a graceful shutdown uvicorn raises the captured
+    SIGTERM again, which kills the process before ``serve`` can stop its mail daemons."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def run_until_signalled(components: list[Component], what: str) -> None:
@@ -119,13 +135,14 @@ def run_server(settings: Settings) -> None:
             f"dashboard {base}/dashboard, data in {settings.data_dir.resolve()}",
             flush=True,
         )
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(runtime),
             host=settings.http_host,
             port=settings.http_port,
             log_level="info",
             access_log=False,
         )
+        HttpServer(config).run()
     finally:
         stop_components(started)
         runtime.close()

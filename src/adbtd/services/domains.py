@@ -46,15 +46,15 @@ def domain_exists(session: Session, *, name: str) -> bool:
     return session.scalar(select(Domain.id).where(Domain.name == name)) is not None
 
 
-def delete_domain(session: Session, *, workspace_id: str, domain_id: str) -> int:
-    """Delete a domain and its mailboxes; returns how many mailboxes went with it."""
+def delete_domain(session: Session, *, workspace_id: str, domain_id: str) -> list[str]:
+    """Delete a domain and its mailboxes; returns the ids of the mailboxes that went with it."""
     domain = get_domain(session, workspace_id=workspace_id, domain_id=domain_id)
-    result = session.execute(
+    deleted = list(session.scalars(select(Mailbox.id).where(Mailbox.domain_id == domain.id)))
+    session.execute(
         delete(Mailbox)
         .where(Mailbox.domain_id == domain.id)
         .execution_options(synchronize_session=False)
     )
-    deleted = int(getattr(result, "rowcount", 0) or 0)
     session.delete(domain)
     session.flush()
     billing.sync_quantities(session, workspace_id)

@@ -16,6 +16,7 @@ import threading
 import time
 
 from adbtd.adapters.registrar import Registrar, RegistrationFailed, registrar_for
+from adbtd.db.models import Order
 from adbtd.mailnode.keys import generate_dkim_key, generate_mailbox_password, hash_mailbox_password
 from adbtd.runtime import Runtime
 from adbtd.services import provisioning
@@ -101,7 +102,10 @@ class OrderWorker:
         except OrderFailed as exc:
             log.warning("order %s failed: %s", order_id, exc)
             with self.runtime.db.transaction() as session:
-                provisioning.fail_order(session, order_id=order_id, reason=str(exc))
+                order = session.get(Order, order_id)
+                failed = provisioning.fail_order(session, order_id=order_id, reason=str(exc))
+            if failed and order is not None:
+                self.runtime.quantities_changed(order.workspace_id)
         except Exception:
             log.exception("order %s: attempt failed, will retry", order_id)
             with self.runtime.db.transaction() as session:
@@ -140,7 +144,7 @@ class OrderWorker:
             )
         if done:
             log.info("order %s completed (attempt %d)", order_id, plan.attempts)
-            self.runtime.node_changed()
+            self.runtime.resources_changed(plan.workspace_id)
         else:
             log.info("order %s: claim lost before completing", order_id)
 

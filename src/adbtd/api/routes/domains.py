@@ -143,5 +143,5 @@ def delete_domain(domain_id: str, auth: AuthDep, runtime: RuntimeDep) -> Envelop
         deleted = domains.delete_domain(
             session, workspace_id=auth.workspace_id, domain_id=domain_id
         )
-    runtime.node_changed()
-    return Envelope(data=DomainDeletedOut(deleted_mailboxes=deleted))
+    runtime.resources_changed(auth.workspace_id, removed_mailboxes=deleted)
+    return Envelope(data=DomainDeletedOut(deleted_mailboxes=len(deleted)))

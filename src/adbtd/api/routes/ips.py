@@ -80,7 +80,7 @@ def release_ip(ip_id: str, auth: AuthDep, runtime: RuntimeDep) -> Envelope[IpRel
             ip_id=ip_id,
             cooldown_days=runtime.settings.ip_cooldown_days,
         )
-    runtime.node_changed()
+    runtime.resources_changed(auth.workspace_id)
     return Envelope(
         data=IpReleasedOut(
             released=released.address, cancelled_subscription=released.cancelled_subscription

@@ -113,5 +113,5 @@ def delete_mailbox(
         email = mailboxes.delete_mailbox(
             session, workspace_id=auth.workspace_id, mailbox_id=mailbox_id
         )
-    runtime.node_changed()
+    runtime.resources_changed(auth.workspace_id, removed_mailboxes=[mailbox_id])
     return Envelope(data=MailboxDeletedOut(deleted=email))
