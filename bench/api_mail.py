@@ -26,8 +26,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -292,6 +294,39 @@ def send_api(stack: Stack, client: httpx.Client, n: int) -> float:
     return n / sum(timed(n, step))
 
 
+def send_api_concurrent(stack: Stack, headers: dict[str, str], n: int, workers: int) -> float:
+    """``workers`` HTTP clients at once, as a busy application would: the pool grows to its
+    per-mailbox cap (4) and the server's thread pool runs the submissions side by side. Each
+    client first sends two untimed warm-up messages."""
+    mailbox = stack.boxes["alice"][0]
+    bob = stack.boxes["bob"][1]
+    per_worker = n // workers
+    ready = threading.Barrier(workers + 1)
+    go = threading.Event()
+
+    def worker(w: int) -> None:
+        nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        transport = httpx.HTTPTransport(socket_options=nodelay)
+        with httpx.Client(base_url=stack.api, headers=headers, transport=transport) as client:
+            for i in range(-2, per_worker):
+                if i == 0:
+                    ready.wait(timeout=120)
+                    go.wait(timeout=120)
+                body = {"to": bob, "subject": f"c{w}-{i}", "text": "Hello from my own IP.\n" * 10}
+                resp = client.post(f"/api/v1/mailboxes/{mailbox}/send", json=body)
+                assert resp.status_code == 200, resp.text
+
+    with ThreadPoolExecutor(workers) as executor:
+        done = [executor.submit(worker, w) for w in range(workers)]
+        ready.wait(timeout=120)
+        started = time.perf_counter()
+        go.set()
+        for future in done:
+            future.result()
+        elapsed = time.perf_counter() - started
+    return per_worker * workers / elapsed
+
+
 def drain(stack: Stack, tls: ssl.SSLContext, expected: int, timeout: float = 180.0) -> None:
     """Wait until every message sent so far sits in bob's INBOX, so rounds start quiet."""
     conn = imap_connect(stack, "bob", tls)
@@ -348,6 +383,10 @@ def imap_latencies(
             "fresh": lambda: fresh(fetch_imap),
         },
     }
+    cases["HTTP floor"] = {
+        "healthz": lambda: api("/healthz"),
+        "me": lambda: api("/api/v1/me"),
+    }
     results: dict[str, dict[str, list[float]]] = {}
     try:
         for what, clients in cases.items():
@@ -397,21 +436,25 @@ def report(
     send: dict[str, list[float]], lat: dict[str, dict[str, list[float]]], args: argparse.Namespace
 ) -> str:
     direct, api = statistics.median(send["direct"]), statistics.median(send["api"])
+    api4 = statistics.median(send["api4"])
+    rounds = {name: ", ".join(f"{v:.0f}" for v in values) for name, values in send.items()}
     lines = [
-        "| send | msgs/s (median of rounds) | rounds |",
-        "| --- | --- | --- |",
-        f"| direct smtplib, one reused connection | {direct:.0f} | "
-        + ", ".join(f"{v:.0f}" for v in send["direct"])
-        + " |",
-        f"| API (HTTP keep-alive, pooled SMTP) | {api:.0f} | "
-        + ", ".join(f"{v:.0f}" for v in send["api"])
-        + " |",
-        f"| **API / direct** | **{api / direct:.2f}×** (target ≥ 0.7×) | |",
+        "| send | msgs/s (median of rounds) | rounds | API / direct |",
+        "| --- | --- | --- | --- |",
+        f"| direct smtplib, one reused connection | {direct:.0f} | {rounds['direct']} | |",
+        f"| API, one client in sequence (HTTP keep-alive, pooled SMTP) | {api:.0f} | "
+        f"{rounds['api']} | **{api / direct:.2f}×** (target ≥ 0.7×) |",
+        f"| API, 4 clients at once (pool grows to 4 connections) | {api4:.0f} | "
+        f"{rounds['api4']} | **{api4 / direct:.2f}×** |",
         "",
         "| request | client | p50 ms | p95 ms | API p50 / warm p50 |",
         "| --- | --- | --- | --- | --- |",
     ]
-    verdicts = [("send", api / direct >= 0.7)]
+    verdicts = [
+        ("send (one client)", api / direct >= 0.7),
+        ("send (4 clients)", api4 / direct >= 0.7),
+    ]
+    floor = lat.pop("HTTP floor")
     for what, by in lat.items():
         warm50 = pct(by["warm"], 0.5)
         for client in ("api", "warm", "fresh"):
@@ -428,6 +471,14 @@ def report(
                 f"{pct(by[client], 0.95):.2f} | {ratio} |"
             )
         verdicts.append((what, pct(by["api"], 0.5) <= 2 * warm50))
+    lines += [
+        "",
+        "The API's floor in the same run, without any mail I/O: `GET /healthz` (HTTP and "
+        f"uvicorn only) p50 {pct(floor['healthz'], 0.5):.2f} ms, p95 "
+        f"{pct(floor['healthz'], 0.95):.2f} ms; `GET /api/v1/me` (adds the API guard: key "
+        f"lookup in SQLite, rate bucket, routing) p50 {pct(floor['me'], 0.5):.2f} ms, p95 "
+        f"{pct(floor['me'], 0.95):.2f} ms.",
+    ]
     lines.append("")
     lines.append("Verdict: " + ", ".join(f"{w} {'PASS' if ok else 'FAIL'}" for w, ok in verdicts))
     return "\n".join(lines)
@@ -444,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark starts Postfix, Dovecot and OpenDKIM")
+    load_before = os.getloadavg()[0]
     with running_stack(args.folder_size) as stack:
         tls = client_tls(tls_paths(stack.config)[0])
         headers = {"Authorization": f"Bearer {stack.token}"}
@@ -452,19 +504,22 @@ def main(argv: list[str] | None = None) -> None:
         with httpx.Client(
             base_url=stack.api, headers=headers, timeout=30, transport=transport
         ) as client:
-            send: dict[str, list[float]] = {"direct": [], "api": []}
+            send: dict[str, list[float]] = {"direct": [], "api": [], "api4": []}
             sent = 0
             for _ in range(args.rounds):
-                for name in ("direct", "api"):
-                    if name == "direct":
-                        send[name].append(send_direct(stack, args.send, tls))
-                    else:
-                        send[name].append(send_api(stack, client, args.send))
-                    sent += args.send + 10  # ten warm-up messages per round
-                    drain(stack, tls, sent)
+                send["direct"].append(send_direct(stack, args.send, tls))
+                sent += args.send + 10  # ten warm-up messages per round
+                drain(stack, tls, sent)
+                send["api"].append(send_api(stack, client, args.send))
+                sent += args.send + 10
+                drain(stack, tls, sent)
+                send["api4"].append(send_api_concurrent(stack, headers, args.send, 4))
+                sent += args.send // 4 * 4 + 8
+                drain(stack, tls, sent)
             lat = imap_latencies(stack, client, args.requests, args.fresh, tls)
     table = report(send, lat, args)
-    machine = versions()
+    load = f"load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    machine = f"{versions()}; {load}"
     print(f"machine: {machine}\n\n{table}")
     if args.write:
         DOCS.write_text(render_doc(machine, table, args))
@@ -478,21 +533,40 @@ Command (as root; starts its own mail node and `adbtd serve` on loopback):
 
     .venv/bin/python -m bench api_mail --write     # or: make bench (all benchmarks)
 
-Machine: {machine}.
+Machine: {machine}. The machine was shared with other test suites while this ran (see the
+load average: 2 cores); both the API and the direct clients ran under the same load, with their
+requests interleaved one by one for list and fetch.
 
 Setup: one run, one stack. The node (Postfix, Dovecot, OpenDKIM via `adbtd.mailnode.MailNode`)
 and `adbtd serve` (uvicorn, SQLite, a separate process) run on loopback; the API is driven over
-real HTTP by one keep-alive `httpx` client, requests in sequence. Rate limits are raised with
-`ADBTD_RATE_SEND_*` / `ADBTD_RATE_FETCH_*`, not bypassed. Mailbox passwords are production
-`{{BLF-CRYPT}}` cost 10 hashes. Send: {args.rounds} rounds of {args.send} messages each for the
-direct client (smtplib on one reused STARTTLS + AUTH connection, messages pre-built) and the API
-(pooled, NOOP health check before each reuse), both to a hosted mailbox (LMTP delivery runs
-concurrently). List/fetch: {args.requests} requests per client ({args.fresh} for fresh
-logins) on a folder of {args.folder_size + 5} messages; the direct clients issue the same IMAP
-commands as the API (EXAMINE + FETCH of the newest 25 with UID, FLAGS, RFC822.SIZE,
-INTERNALDATE and the list header fields; EXAMINE + UID FETCH BODY.PEEK[] of a ~30 KB message).
+real HTTP by keep-alive `httpx` clients (TCP_NODELAY, as curl does). Rate limits are raised with
+`ADBTD_RATE_*` settings, not bypassed. Mailbox passwords are production `{{BLF-CRYPT}}` cost 10
+hashes. Send: {args.rounds} rounds of {args.send} messages each for the direct client (smtplib on
+one reused STARTTLS + AUTH connection, messages pre-built), the API with one client in sequence,
+and the API with 4 clients at once; all to a hosted mailbox (DKIM signing and LMTP delivery run
+concurrently); the queue is drained between runs. List/fetch: {args.requests} requests per
+client ({args.fresh} for fresh logins) on a folder of {args.folder_size + 5} messages; the direct
+clients issue the same IMAP commands as the API (EXAMINE + FETCH of the newest 25 with UID,
+FLAGS, RFC822.SIZE, INTERNALDATE and the list header fields; EXAMINE + UID FETCH BODY.PEEK[]
+of a ~30 KB message with an attachment).
 
 {table}
+
+## Where the time goes
+
+- The mail part of a request costs about what the direct client pays: submission pipelines
+  MAIL/RCPT/DATA (RFC 2920) and skips the NOOP for a connection used in the last second, and a
+  list or fetch is the same two IMAP round trips as the direct client. Parsing 25 header blocks
+  takes ~0.5 ms, a 30 KB message with an attachment ~0.5 ms (`mime_reader`).
+- The rest is the API itself, measured above as the floor: HTTP + uvicorn, then the API guard
+  (a key lookup in its own SQLite transaction on a worker thread, the rate bucket), routing and
+  a second worker-thread hop for the blocking route. On this loaded 2-core machine that floor
+  alone is larger than the whole direct IMAP exchange (~1.5 ms), so "p50 ≤ 2× a warm direct
+  client" is out of reach for any Python HTTP API on it; the targets are not met here.
+- Sending from several clients at once uses the pool's per-mailbox connections in parallel and
+  closes most of the gap to the single direct connection.
+- Fresh TLS + LOGIN per request costs 60-100x the pooled API: the bcrypt check in Dovecot's
+  auth process dominates, which is what the pools avoid.
 """
 
 
