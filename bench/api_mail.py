@@ -560,13 +560,13 @@ of a ~30 KB message with an attachment).
   takes ~0.5 ms, a 30 KB message with an attachment ~0.5 ms (`mime_reader`).
 - The rest is the API itself, measured above as the floor: HTTP + uvicorn, then the API guard
   (a key lookup in its own SQLite transaction on a worker thread, the rate bucket), routing and
-  a second worker-thread hop for the blocking route. On this loaded 2-core machine that floor
+  a second worker-thread hop for the blocking route. On this 2-core machine that floor
   alone is larger than the whole direct IMAP exchange (~1.5 ms), so "p50 ≤ 2× a warm direct
   client" is out of reach for any Python HTTP API on it; the targets are not met here.
 - Sending from several clients at once uses the pool's per-mailbox connections in parallel and
   closes most of the gap to the single direct connection.
-- Fresh TLS + LOGIN per request costs 60-100x the pooled API: the bcrypt check in Dovecot's
-  auth process dominates, which is what the pools avoid.
+- A fresh TLS + LOGIN per request is an order of magnitude slower than the pooled API (the
+  bcrypt check in Dovecot's auth process dominates); that is what the pools avoid.
 """
 
 
