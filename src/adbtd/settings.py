@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     smtp_port: int = 10025
     outbound_relay: str = ""
     mail_hostname: str = "mail.adbtd.localhost"
+    mailnode_dir: Path | None = None  # default: DATA_DIR/mailnode when the daemons can reach it
     dkim_selector: str = "adbtd-2026"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None

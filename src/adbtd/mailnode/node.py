@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
@@ -30,7 +31,7 @@ def build_node_config(
 ) -> NodeConfig:
     """The node's operator-side config from settings: files under ``data_dir/mailnode``;
     ``ip_hostnames`` names each IP in HELO (its PTR name), others use ``mail_hostname``."""
-    base_dir = (settings.data_dir / "mailnode").resolve()
+    base_dir = node_dir(settings)
     safe = keys_path_is_safe(base_dir)
     if not safe:
         logger.warning(
@@ -51,6 +52,38 @@ def build_node_config(
         require_safe_keys=safe,
         ip_hostnames=dict(ip_hostnames or {}),
     )
+
+
+FALLBACK_ROOT = Path("/var/lib/adbtd")
+
+
+def node_dir(settings: Settings) -> Path:
+    """Where the node's files live: ``ADBTD_MAILNODE_DIR``, else ``data_dir/mailnode`` when the
+    daemons' own users can reach it, else a directory under /var/lib/adbtd named for the data
+    directory (a checkout under /root, mode 0700, is the common case on a fresh machine)."""
+    if settings.mailnode_dir is not None:
+        return settings.mailnode_dir.resolve()
+    wanted = (settings.data_dir / "mailnode").resolve()
+    if traversable_by_others(wanted):
+        return wanted
+    tag = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
+    fallback = FALLBACK_ROOT / f"mailnode-{tag}"
+    logger.info(
+        "%s is not reachable by the mail daemons' users; the node lives in %s", wanted, fallback
+    )
+    return fallback
+
+
+def traversable_by_others(path: Path) -> bool:
+    """Whether every existing ancestor lets other users pass through (``o+x``)."""
+    for parent in path.parents:
+        try:
+            mode = parent.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if not mode & stat.S_IXOTH:
+            return False
+    return True
 
 
 def keys_path_is_safe(path: Path) -> bool:
