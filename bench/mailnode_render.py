@@ -28,13 +28,15 @@ def build_state(domains: int, mailboxes: int, ips: int) -> NodeState:
     hashes = [hash_mailbox_password(f"password-{i}", cost=4) for i in range(8)]
     addresses = [f"127.0.{1 + i // 250}.{1 + i % 250}" for i in range(ips)]
     node_domains = tuple(
-        NodeDomain(f"tenant{d}.example", "adbtd-2026", keys[d % len(keys)],
-                   (addresses[d % ips],))
+        NodeDomain(f"tenant{d}.example", "adbtd-2026", keys[d % len(keys)], (addresses[d % ips],))
         for d in range(domains)
     )
     node_mailboxes = tuple(
-        NodeMailbox(f"user{m}@tenant{m % domains}.example", hashes[m % len(hashes)],
-                    addresses[(m % domains) % ips])
+        NodeMailbox(
+            f"user{m}@tenant{m % domains}.example",
+            hashes[m % len(hashes)],
+            addresses[(m % domains) % ips],
+        )
         for m in range(mailboxes)
     )
     return NodeState(ips=tuple(addresses), domains=node_domains, mailboxes=node_mailboxes)
@@ -51,22 +53,37 @@ def timed_round(state: NodeState, config: NodeConfig) -> tuple[float, float, int
 
 def one_run(state: NodeState) -> dict[str, object]:
     base = Path(tempfile.mkdtemp(prefix="adbtd-bench-"))
-    config = NodeConfig(base_dir=base, hostname="mail.bench.test", submission_port=587,
-                        imap_port=993, smtp_port=25, outbound_relay="127.0.0.1:2525")
+    config = NodeConfig(
+        base_dir=base,
+        hostname="mail.bench.test",
+        submission_port=587,
+        imap_port=993,
+        smtp_port=25,
+        outbound_relay="127.0.0.1:2525",
+    )
     try:
         render_s, apply_s, count, _ = timed_round(state, config)
         noop_render, noop_apply, _, noop_written = timed_round(state, config)
         first = state.mailboxes[0]
-        changed = replace(state, mailboxes=(replace(first, password_hash=state.mailboxes[1]
-                                                    .password_hash + "x"),
-                                            *state.mailboxes[1:]))
+        changed = replace(
+            state,
+            mailboxes=(
+                replace(first, password_hash=state.mailboxes[1].password_hash + "x"),
+                *state.mailboxes[1:],
+            ),
+        )
         one_render, one_apply, _, one_written = timed_round(changed, config)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return {
-        "files": count, "first": render_s + apply_s, "render": render_s, "apply": apply_s,
-        "noop": noop_render + noop_apply, "noop_written": noop_written,
-        "one": one_render + one_apply, "one_written": one_written,
+        "files": count,
+        "first": render_s + apply_s,
+        "render": render_s,
+        "apply": apply_s,
+        "noop": noop_render + noop_apply,
+        "noop_written": noop_written,
+        "one": one_render + one_apply,
+        "one_written": one_written,
     }
 
 
@@ -81,8 +98,10 @@ def main() -> None:
     runs = [one_run(state) for _ in range(args.runs)]
     firsts = sorted(float(str(r["first"])) for r in runs)
     print(f"machine: {platform.platform()}, python {platform.python_version()}")
-    print(f"state: {args.mailboxes} mailboxes, {args.domains} domains, {args.ips} IPs; "
-          f"{runs[0]['files']} files; {args.runs} runs (fresh directory each)")
+    print(
+        f"state: {args.mailboxes} mailboxes, {args.domains} domains, {args.ips} IPs; "
+        f"{runs[0]['files']} files; {args.runs} runs (fresh directory each)"
+    )
     for name in ("render", "apply", "first", "noop", "one"):
         values = [float(str(r[name])) for r in runs]
         print(f"{name:>6}: median {statistics.median(values):.3f} s, max {max(values):.3f} s")
