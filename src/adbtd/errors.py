@@ -6,9 +6,13 @@
     ├── PaymentRequired       payment_required        402  (+ checkoutUrl)
     ├── NotFound              not_found               404
     ├── Conflict              conflict                409
+    ├── CsrfRejected          csrf_rejected           403  (dashboard forms)
     ├── RateLimited           rate_limited            429  (+ retry_after)
+    │   └── LoginLimited      rate_limited            429  (dashboard sign-in attempts)
     ├── SmtpFailure           smtp_error              502
     ├── ImapFailure           imap_error              502
+    ├── BillingUnavailable    billing_unavailable     502  (the provider failed)
+    ├── WebhookRejected       validation_error        400  (bad provider webhook)
     └── InventoryUnavailable  inventory_unavailable   503
 
 Services raise these; only the API layer knows the status codes (``adbtd.api.errors``).
@@ -64,3 +68,25 @@ class ImapFailure(AdbtdError):
 
 class InventoryUnavailable(AdbtdError):
     code = "inventory_unavailable"
+
+
+class CsrfRejected(AdbtdError):
+    """A dashboard POST without the token of this browser's session."""
+
+    code = "csrf_rejected"
+
+
+class LoginLimited(RateLimited):
+    """Too many failed sign-ins for this account or address; ``retry_after`` in seconds."""
+
+
+class BillingUnavailable(AdbtdError):
+    """The billing provider refused or could not be reached; nothing was recorded locally."""
+
+    code = "billing_unavailable"
+
+
+class WebhookRejected(AdbtdError):
+    """A webhook whose signature, timestamp or body does not check out."""
+
+    code = "validation_error"

@@ -10,24 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from adbtd.errors import AdbtdError
 from adbtd.settings import Settings
 
 EventKind = Literal[
     "checkout_completed", "payment_failed", "payment_succeeded", "subscription_ended", "ignored"
 ]
-
-
-class BillingUnavailable(AdbtdError):
-    """The provider refused or could not be reached; nothing was recorded locally."""
-
-    code = "billing_unavailable"
-
-
-class WebhookRejected(AdbtdError):
-    """A webhook whose signature, timestamp or body does not check out."""
-
-    code = "validation_error"
 
 
 @dataclass(frozen=True, slots=True)

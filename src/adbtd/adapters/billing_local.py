@@ -11,8 +11,8 @@ from adbtd.adapters.billing import (
     FinishedCheckout,
     PushResult,
     QuantityChange,
-    WebhookRejected,
 )
+from adbtd.errors import WebhookRejected
 
 
 class LocalBilling:

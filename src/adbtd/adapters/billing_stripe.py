@@ -15,13 +15,12 @@ import stripe
 
 from adbtd.adapters.billing import (
     BillingEvent,
-    BillingUnavailable,
     EventKind,
     FinishedCheckout,
     PushResult,
     QuantityChange,
-    WebhookRejected,
 )
+from adbtd.errors import BillingUnavailable, WebhookRejected
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 EVENT_KINDS: dict[str, EventKind] = {

@@ -17,11 +17,13 @@ STATUS_BY_CODE = {
     "payment_required": 402,
     "not_found": 404,
     "method_not_allowed": 405,
+    "csrf_rejected": 403,
     "conflict": 409,
     "rate_limited": 429,
     "internal_error": 500,
     "smtp_error": 502,
     "imap_error": 502,
+    "billing_unavailable": 502,
     "inventory_unavailable": 503,
 }
 CODE_BY_HTTP_STATUS = {

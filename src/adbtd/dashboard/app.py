@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from adbtd.adapters.billing import BillingProvider, BillingUnavailable, make_billing_provider
+from adbtd.adapters.billing import BillingProvider, make_billing_provider
 from adbtd.dashboard.deps import PREFIX, LoginRequired, make_templates, render
 from adbtd.dashboard.routes import account, billing, keys, orders, overview, resources
-from adbtd.dashboard.security import CsrfRejected, SecurityHeadersMiddleware, verify_csrf
-from adbtd.errors import AdbtdError, NotFound
+from adbtd.dashboard.security import SecurityHeadersMiddleware, verify_csrf
+from adbtd.errors import AdbtdError, BillingUnavailable, CsrfRejected, NotFound
 from adbtd.runtime import Runtime
 
 log = logging.getLogger("adbtd.dashboard")

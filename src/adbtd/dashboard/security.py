@@ -15,7 +15,7 @@ import secrets
 from fastapi import Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adbtd.errors import AdbtdError
+from adbtd.errors import CsrfRejected
 from adbtd.services.users import hash_session_token
 from adbtd.settings import Settings
 
@@ -29,12 +29,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
 )
-
-
-class CsrfRejected(AdbtdError):
-    """A POST without the token of this browser's session."""
-
-    code = "csrf_rejected"
 
 
 def _key(settings: Settings) -> bytes:

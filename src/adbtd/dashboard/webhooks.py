@@ -8,8 +8,8 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from adbtd.adapters.billing import BillingProvider, BillingUnavailable, WebhookRejected
-from adbtd.errors import AdbtdError
+from adbtd.adapters.billing import BillingProvider
+from adbtd.errors import AdbtdError, BillingUnavailable, WebhookRejected
 from adbtd.runtime import Runtime
 from adbtd.services import billing_flows
 

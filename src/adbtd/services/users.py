@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from adbtd.clock import utcnow
 from adbtd.db.models import DashboardSession, LoginThrottle, Membership, User, Workspace
-from adbtd.errors import AdbtdError, Conflict, NotFound, ValidationFailed
+from adbtd.errors import Conflict, LoginLimited, NotFound, ValidationFailed
 from adbtd.ids import new_id
 from adbtd.services import workspaces
 from adbtd.settings import Settings
@@ -32,12 +32,6 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9
 _HASHER = PasswordHasher()
 # Verified against when the account does not exist, so both answers take the same time.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
-
-
-class LoginLimited(AdbtdError):
-    """Too many failed sign-ins for this account or address; ``retry_after`` in seconds."""
-
-    code = "rate_limited"
 
 
 @dataclass(frozen=True, slots=True)

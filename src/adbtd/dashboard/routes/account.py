@@ -9,10 +9,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from adbtd.dashboard.deps import PREFIX, RuntimeDep, redirect, render
 from adbtd.dashboard.security import SESSION_COOKIE, clear_cookie, set_cookie
-from adbtd.errors import AdbtdError
+from adbtd.errors import AdbtdError, LoginLimited
 from adbtd.runtime import Runtime
 from adbtd.services import users
-from adbtd.services.users import LoginLimited, SignedIn
+from adbtd.services.users import SignedIn
 
 router = APIRouter()
 
