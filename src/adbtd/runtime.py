@@ -71,6 +71,7 @@ class Runtime:
         push billing quantities, and drop what this process holds for removed mailboxes."""
         for mailbox_id in removed_mailboxes:
             self.evict_mailbox(mailbox_id)
+        self.mail_accounts.forget_workspace(workspace_id)  # e.g. mailboxes moved to another IP
         self.node_changed()
         self.quantities_changed(workspace_id)
 

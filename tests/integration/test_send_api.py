@@ -251,3 +251,12 @@ def test_evict_mailbox_makes_a_state_change_visible_at_once(api: TestClient, env
     env.runtime.evict_mailbox(env.alice.id)  # what a status change, deletion or new password does
     assert send(api, env.alice.id, **body).status_code == 409
     assert env.runtime.smtp_pool.pool.open_count(env.alice.id) == 0
+
+
+def test_a_workspace_change_forgets_its_cached_accounts(api: TestClient, env: MailEnv) -> None:
+    body = {"to": env.bob.email, "subject": "s", "text": "x"}
+    assert send(api, env.alice.id, **body).status_code == 200
+    with env.runtime.db.transaction() as session:
+        session.execute(update(Mailbox).where(Mailbox.id == env.alice.id).values(status="failed"))
+    env.runtime.mail_accounts.forget_workspace(env.tenant.workspace_id)
+    assert send(api, env.alice.id, **body).status_code == 409

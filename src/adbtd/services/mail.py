@@ -66,6 +66,12 @@ class AccountCache:
             for key in [k for k in self._entries if k[1] == mailbox_id]:
                 del self._entries[key]
 
+    def forget_workspace(self, workspace_id: str) -> None:
+        """After any change to a workspace's resources (a mailbox may have moved to another IP)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == workspace_id]:
+                del self._entries[key]
+
 
 @dataclass(frozen=True, slots=True)
 class MailContext:
