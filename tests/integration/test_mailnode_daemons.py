@@ -135,6 +135,39 @@ def test_mail_between_hosted_mailboxes_is_delivered_and_readable(
     assert len(found) == 1
 
 
+def test_first_message_of_a_new_domain_routes_hosted_and_outside_recipients(
+    mailnode: RunningNode, smtp_sink: SmtpSink, dkim_key: str, client_tls: ssl.SSLContext
+) -> None:
+    """Sent right after the reconcile that adds the domain: the hosted copy goes over LMTP,
+    only the outside one to the relay (running Postfix processes must not use the old maps)."""
+    ip = mailnode.ip(16)
+    stamp = f"{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    warm = tenant_state(f"warm-{stamp}.test", ip, dkim_key, gus="gus-pw")
+    mailnode.apply(warm)
+    with submission(mailnode, ip, client_tls) as client:  # Postfix's processes load the maps
+        client.login(f"gus@warm-{stamp}.test", "gus-pw")
+        client.send_message(message(f"gus@warm-{stamp}.test", f"w-{stamp}@example.net", "w"))
+    smtp_sink.wait_for(f"w-{stamp}@example.net")
+    domain = f"fresh-{stamp}.test"
+    mailnode.apply(merge(warm, tenant_state(domain, ip, dkim_key, eve="eve-pw", fay="fay-pw")))
+    outside = f"far-{domain.split('.')[0]}@example.net"
+    with submission(mailnode, ip, client_tls) as client:
+        client.login(f"eve@{domain}", "eve-pw")
+        msg = message(f"eve@{domain}", f"fay@{domain}", "mixed-first")
+        client.send_message(msg, to_addrs=[f"fay@{domain}", outside])
+    relayed = smtp_sink.wait_for(outside)
+    assert relayed.rcpt_tos == [outside]
+    deadline = time.monotonic() + 10
+    found: list[bytes] = []
+    while time.monotonic() < deadline and not found:
+        box = imap_login(mailnode, ip, f"fay@{domain}", "fay-pw", client_tls)
+        box.select("INBOX", readonly=True)
+        found = box.search(None, "SUBJECT", "mixed-first")[1][0].split()
+        box.logout()
+        time.sleep(0.05)
+    assert len(found) == 1
+
+
 def test_outbound_mail_leaves_from_the_sender_ip_dkim_signed(
     mailnode: RunningNode, smtp_sink: SmtpSink, dkim_key: str, client_tls: ssl.SSLContext
 ) -> None:

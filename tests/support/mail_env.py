@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from adbtd.clock import utcnow
 from adbtd.db.models import DedicatedIp, Domain, Mailbox
 from adbtd.ids import new_id
-from adbtd.mailnode.apply import Daemon
 from adbtd.mailnode.keys import hash_mailbox_password
 from adbtd.mailnode.layout import NodeLayout
 from adbtd.mailnode.tls import tls_paths
@@ -187,8 +186,5 @@ def provision_mail(
             boxes[name] = box
     with runtime.db.transaction() as session:
         state = load_node_state(session, secret_key=secret)
-    if node.apply(state).changed:
-        # Running Postfix processes notice rebuilt maps only after their next request; a
-        # reload makes the first message of a new domain see its transport entry.
-        node.node.supervisor.reload([Daemon.POSTFIX])
+    node.apply(state)
     return MailEnv(runtime, tenant, node, domain, ip, boxes)

@@ -49,7 +49,7 @@ def test_second_apply_of_the_same_files_changes_nothing(tmp_path: Path) -> None:
 
 
 @needs_postmap
-def test_a_map_change_is_postmapped_without_any_reload(tmp_path: Path) -> None:
+def test_a_map_change_is_postmapped_and_reloads_postfix_only(tmp_path: Path) -> None:
     apply_files(tmp_path, files())
     key_inode = (tmp_path / "opendkim/keys/a.test.s.private").stat().st_ino
     changes = apply_files(
@@ -57,7 +57,7 @@ def test_a_map_change_is_postmapped_without_any_reload(tmp_path: Path) -> None:
     )
     assert changes.written == ("postfix/virtual_domains",)
     assert changes.postmapped == ("postfix/virtual_domains",)
-    assert changes.reload == frozenset()
+    assert changes.reload == frozenset({Daemon.POSTFIX})
     assert (tmp_path / "opendkim/keys/a.test.s.private").stat().st_ino == key_inode
 
 

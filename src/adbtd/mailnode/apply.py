@@ -80,11 +80,10 @@ def apply_files(base_dir: Path, rendered: Mapping[str, RenderedFile]) -> ChangeS
         run_postmap(base_dir, maps)
     if previous != set(rendered):
         _write_manifest(base_dir, rendered.keys())
-    reload = {
-        Daemon(rel.split("/", 1)[0])
-        for rel in [*changed, *deleted]
-        if not rendered.get(rel, RenderedFile("")).postmap
-    }
+    # A rebuilt map is seen by a running Postfix process only after its next request, so the
+    # first message of a new domain could still be routed by the old map: reload on any change
+    # (graceful: sessions in progress finish on the old processes).
+    reload = {Daemon(rel.split("/", 1)[0]) for rel in [*changed, *deleted]}
     return ChangeSet(tuple(changed), tuple(deleted), tuple(maps), frozenset(reload))
 
 
