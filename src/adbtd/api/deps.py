@@ -13,12 +13,13 @@ from adbtd.runtime import Runtime
 from adbtd.services.api_keys import AuthenticatedKey
 
 
-def get_runtime(request: Request) -> Runtime:
+# These two only read request state: async, so FastAPI does not hop to a worker thread for them.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_auth(request: Request) -> AuthenticatedKey:
+async def get_auth(request: Request) -> AuthenticatedKey:
     """The key the guard middleware authenticated; absent only on a misrouted request."""
     auth = getattr(request.state, "auth", None)
     if not isinstance(auth, AuthenticatedKey):
