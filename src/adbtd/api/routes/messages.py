@@ -33,8 +33,8 @@ class MailCall:
 
 async def mail_call(request: Request) -> MailCall:
     """Async on purpose: it does no I/O, so it runs on the event loop, not a worker thread."""
-    runtime = get_runtime(request)
-    auth = get_auth(request)
+    runtime = await get_runtime(request)
+    auth = await get_auth(request)
     ctx = MailContext(
         runtime.db,
         runtime.settings,
