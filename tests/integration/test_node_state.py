@@ -93,3 +93,7 @@ def test_loader_includes_only_provisioned_resources(runtime: Runtime) -> None:
     assert state.domains[0].dkim_private_key_pem == FAKE_PEM
     assert state.domains[0].ips == ("127.0.1.7",)
     assert [(m.email, m.ip) for m in state.mailboxes] == [("alice@acme.test", "127.0.1.7")]
+    assert state.ip_hostnames == (("127.0.1.7", "mail.acme.test"),)
+    with runtime.db.transaction() as session:
+        plain = load_node_state(session, secret_key=secret, helo_per_domain=False)
+    assert plain.ip_hostnames == ()

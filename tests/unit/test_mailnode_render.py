@@ -116,6 +116,20 @@ def test_helo_name_per_sending_ip_defaults_to_the_node_hostname() -> None:
         render_node(state(), config(ip_hostnames={"127.0.1.2": "bad name\n"}))
 
 
+def test_tenant_helo_names_apply_unless_the_operator_names_the_ip() -> None:
+    tenant = replace(
+        state(),
+        ip_hostnames=(("127.0.1.1", "mail.a.test"), ("127.0.1.2", "mail.b.test")),
+    )
+    master = render_node(tenant, config(ip_hostnames={"127.0.1.2": "ptr2.example.test"}))[
+        "postfix/master.cf"
+    ].content
+    assert "-o smtp_helo_name=mail.a.test" in service(master, "out_127_0_1_1")
+    assert "-o smtp_helo_name=ptr2.example.test" in service(master, "out_127_0_1_2")
+    with pytest.raises(RenderError):
+        render_node(replace(state(), ip_hostnames=(("127.0.1.1", "x\nrelayhost=evil"),)), config())
+
+
 def test_relay_keeps_the_sender_transport_and_pins_hosted_domains_to_lmtp() -> None:
     files = render_node(state(), config(outbound_relay="127.0.0.1:2525"))
     entries = lines(files["postfix/transport"].content)

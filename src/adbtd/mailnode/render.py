@@ -115,9 +115,15 @@ def mailbox_ips(state: NodeState) -> dict[str, frozenset[str]]:
     return allowed
 
 
+def helo_name(state: NodeState, config: NodeConfig, ip: str) -> str:
+    """What outbound mail from ``ip`` says in HELO: the operator's name for the IP, else the
+    tenant's ``mail.<domain>``, else the node's host name."""
+    return config.ip_hostnames.get(ip) or dict(state.ip_hostnames).get(ip) or config.hostname
+
+
 def _validate(state: NodeState, config: NodeConfig) -> None:
     """Refuse anything that could break out of a table line or a key path."""
-    for ip, name in config.ip_hostnames.items():
+    for ip, name in [*config.ip_hostnames.items(), *state.ip_hostnames]:
         _ip_key(ip)
         _check_domain(name)
     for ip in transport_ips(state):
@@ -174,7 +180,7 @@ def _render_postfix(
         "listen_ips": listen_ips(state, config),
         "transport_ips": transport_ips(state),
         "transport_name": transport_name,
-        "helo_name": config.helo_name,
+        "helo_name": lambda ip: helo_name(state, config, ip),
     }
     mailboxes, domains = _mailboxes(state), _domains(state)
     maps = {

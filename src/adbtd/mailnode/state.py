@@ -37,6 +37,9 @@ class NodeState:
     ips: tuple[str, ...] = ()
     domains: tuple[NodeDomain, ...] = ()
     mailboxes: tuple[NodeMailbox, ...] = ()
+    # HELO name per dedicated IP from the tenants' side (``mail.<domain>``, the name the domain's
+    # MX and A records publish); the operator's ``NodeConfig.ip_hostnames`` wins over it.
+    ip_hostnames: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,14 @@ DKIM_KEY_PURPOSE = "dkim-key"
 LIVE_IP_STATUSES = ("assigned",)
 
 
-def load_node_state(session: Session, *, secret_key: str) -> NodeState:
-    """Everything provisioned: assigned IPs, domains with a DKIM key, active mailboxes."""
+def load_node_state(
+    session: Session, *, secret_key: str, helo_per_domain: bool = True
+) -> NodeState:
+    """Everything provisioned: assigned IPs, domains with a DKIM key, active mailboxes.
+
+    With ``helo_per_domain`` each IP says ``mail.<domain>`` in HELO, for the workspace's first
+    domain by name: the host the domain's MX and A records point at (``dns_records``).
+    """
     box = SecretBox(secret_key, DKIM_KEY_PURPOSE)
     ips = list(
         session.execute(
@@ -61,11 +67,21 @@ def load_node_state(session: Session, *, secret_key: str) -> NodeState:
         and ip_id in address_by_id
         and email.rpartition("@")[2] in hosted
     ]
+    good_domains = sorted(_renderable_domains(domains), key=lambda d: d.name)
     return NodeState(
         ips=tuple(sorted(address_by_id.values())),
-        domains=tuple(sorted(_renderable_domains(domains), key=lambda d: d.name)),
+        domains=tuple(good_domains),
         mailboxes=tuple(sorted(_renderable_mailboxes(mailboxes), key=lambda m: m.email)),
+        ip_hostnames=_domain_helo_names(good_domains) if helo_per_domain else (),
     )
+
+
+def _domain_helo_names(domains: list[NodeDomain]) -> tuple[tuple[str, str], ...]:
+    names: dict[str, str] = {}
+    for domain in domains:  # sorted by name: the first domain of a workspace names its IPs
+        for ip in domain.ips:
+            names.setdefault(ip, f"mail.{domain.name}")
+    return tuple(sorted(names.items()))
 
 
 def _renderable_domains(domains: list[NodeDomain]) -> list[NodeDomain]:

@@ -33,7 +33,12 @@ class DatabaseMailNode:
     def load_state(self) -> NodeState:
         with self.runtime.db.transaction() as session:
             self._seen_revision = current_revision(session)
-            return load_node_state(session, secret_key=self.runtime.settings.secret_key)
+            settings = self.runtime.settings
+            return load_node_state(
+                session,
+                secret_key=settings.secret_key,
+                helo_per_domain=not settings.mx_hostname,
+            )
 
     def start(self) -> None:
         self.node.start(interval=self.runtime.settings.reconcile_interval_seconds)
