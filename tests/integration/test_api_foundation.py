@@ -201,3 +201,11 @@ def test_openapi_declares_bearer_auth(client: TestClient) -> None:
     spec = client.get("/api/v1/openapi.json").json()
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert spec["security"] == [{"bearerAuth": []}]
+
+
+def test_openapi_never_promises_422(client: TestClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json()
+    statuses = {s for op in spec["paths"].values() for o in op.values() for s in o["responses"]}
+    assert "422" not in statuses
+    assert "400" in statuses
+    assert "HTTPValidationError" not in spec.get("components", {}).get("schemas", {})

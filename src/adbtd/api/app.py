@@ -49,6 +49,17 @@ def create_api(runtime: Runtime) -> FastAPI:
     return api
 
 
+def drop_unreachable_422(schema: dict[str, Any]) -> None:
+    """FastAPI documents 422 on every route with parameters; this API answers 400 instead."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+
+
 def declare_bearer_auth(api: FastAPI) -> None:
     """Say in the OpenAPI spec what the guard middleware enforces: a Bearer key on every route."""
     build = api.openapi
@@ -64,6 +75,7 @@ def declare_bearer_auth(api: FastAPI) -> None:
                 }
             }
             schema["security"] = [{"bearerAuth": []}]
+            drop_unreachable_422(schema)
             api.openapi_schema = schema
         return api.openapi_schema
 
