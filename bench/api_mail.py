@@ -531,11 +531,11 @@ def render_doc(machine: str, table: str, args: argparse.Namespace) -> str:
 
 Command (as root; starts its own mail node and `adbtd serve` on loopback):
 
-    .venv/bin/python -m bench api_mail --write     # or: make bench (all benchmarks)
+    .venv/bin/python -m bench api_mail -- --write     # make bench runs every benchmark, no --write
 
-Machine: {machine}. The machine was shared with other test suites while this ran (see the
-load average: 2 cores); both the API and the direct clients ran under the same load, with their
-requests interleaved one by one for list and fetch.
+Machine: {machine}. The benchmark's clients, the API and the mail daemons share the 2 cores (the
+load average above is theirs unless other work ran); the API and the direct clients ran under the
+same load, with their requests interleaved one by one for list and fetch.
 
 Setup: one run, one stack. The node (Postfix, Dovecot, OpenDKIM via `adbtd.mailnode.MailNode`)
 and `adbtd serve` (uvicorn, SQLite, a separate process) run on loopback; the API is driven over
