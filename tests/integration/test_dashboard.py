@@ -316,6 +316,24 @@ def test_api_key_plaintext_is_shown_exactly_once(browser: Browser, runtime: Runt
     assert "never" not in browser.get("/dashboard/api-keys").text.split("ci/cd")[1][:400]
 
 
+def test_resubmitting_the_create_form_makes_no_second_key(
+    browser: Browser, runtime: Runtime
+) -> None:
+    """A reload of the page that showed a new key re-posts its form: no second key appears."""
+    browser.sign_up("reload@example.com")
+    page = browser.get("/dashboard/api-keys")
+    form_id = re.search(r'name="form_id" value="([^"]+)"', page.text)
+    assert form_id is not None
+    first = browser.post("/dashboard/api-keys", {"name": "ci", "form_id": form_id.group(1)})
+    assert len(TOKEN.findall(first.text)) == 1
+    again = browser.post("/dashboard/api-keys", {"name": "ci", "form_id": form_id.group(1)})
+    assert again.status_code == 409
+    assert TOKEN.search(again.text) is None
+    assert "already submitted" in again.text
+    with runtime.db.transaction() as session:
+        assert len(session.scalars(select(ApiKey)).all()) == 1
+
+
 def test_revoked_key_gets_401(browser: Browser, runtime: Runtime) -> None:
     browser.sign_up("revoke@example.com")
     browser.get("/dashboard/api-keys")
