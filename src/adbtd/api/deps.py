@@ -28,11 +28,11 @@ async def get_auth(request: Request) -> AuthenticatedKey:
 
 
 def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
-    """One transaction per request for plain CRUD routes; committed when the route returns."""
-    with runtime.db.transaction() as session:
+    """A read-only snapshot for the GET routes; writes open their own ``db.transaction()``."""
+    with runtime.db.read() as session:
         yield session
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AuthDep = Annotated[AuthenticatedKey, Depends(get_auth)]
-SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_session)]

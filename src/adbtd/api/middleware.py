@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adbtd.api.errors import STATUS_BY_CODE
 from adbtd.errors import Unauthorized
 from adbtd.runtime import Runtime
-from adbtd.services.api_keys import AuthenticatedKey, authenticate
+from adbtd.services.api_keys import AuthenticatedKey, resolve_key, touch_key
 from adbtd.services.ratelimit import Decision, bucket_specs
 
 log = logging.getLogger("adbtd.api")
@@ -146,8 +146,14 @@ class ApiGuardMiddleware:
         await self.app(scope, receive, send_with_limits)
 
     def _authenticate(self, header: str | None) -> AuthenticatedKey:
-        with self.runtime.db.transaction() as session:
-            return authenticate(session, header)
+        """Look the key up in a read-only snapshot; write ``last_used_at`` only when it is due
+        (once a minute per key), so requests do not queue for SQLite's write lock."""
+        with self.runtime.db.read() as session:
+            auth, stale = resolve_key(session, header)
+        if stale:
+            with self.runtime.db.transaction() as session:
+                touch_key(session, key_id=auth.key_id)
+        return auth
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

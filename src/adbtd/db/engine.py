@@ -1,4 +1,5 @@
-"""Engines and sessions. SQLite gets WAL, a busy timeout and write-locking transactions."""
+"""Engines and sessions. SQLite gets WAL, a busy timeout and write-locking transactions, plus a
+read-only engine whose snapshots never wait for (or take) the write lock."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_engine = (
+            make_engine(url, echo=echo, read_only=True) if url.startswith("sqlite") else self.engine
+        )
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -30,11 +35,20 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only snapshot for lookups: on SQLite a deferred ``BEGIN`` with
+        ``query_only`` set, so it runs beside a writer (WAL) and any write in it fails loudly."""
+        with self._read_sessions() as session, session.begin():
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
     """Create an engine; on SQLite every transaction takes the write lock up front.
 
     ``BEGIN IMMEDIATE`` avoids the deadlock where two deferred readers both try to upgrade to
@@ -51,7 +65,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             },
         )
         event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        if read_only:
+            event.listen(engine, "connect", _sqlite_query_only)
+            event.listen(engine, "begin", _sqlite_begin_deferred)
+        else:
+            event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -67,3 +85,13 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _sqlite_begin_deferred(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")

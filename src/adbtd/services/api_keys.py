@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from adbtd.clock import utcnow
@@ -87,8 +87,9 @@ def list_keys(session: Session, *, workspace_id: str) -> list[ApiKey]:
     return list(session.scalars(stmt))
 
 
-def authenticate(session: Session, authorization: str | None) -> AuthenticatedKey:
-    """Resolve an ``Authorization: Bearer`` header to a live key, or raise ``Unauthorized``."""
+def resolve_key(session: Session, authorization: str | None) -> tuple[AuthenticatedKey, bool]:
+    """The live key of a Bearer header (or ``Unauthorized``), and whether ``last_used_at`` is
+    due to be written; reads only, so it runs in a read-only snapshot."""
     if not authorization:
         raise Unauthorized("missing Authorization header")
     scheme, _, token = authorization.partition(" ")
@@ -98,7 +99,10 @@ def authenticate(session: Session, authorization: str | None) -> AuthenticatedKe
     key = session.scalar(select(ApiKey).where(ApiKey.token_sha256 == hash_token(token)))
     if key is None or key.revoked_at is not None:
         raise Unauthorized("unknown or revoked API key")
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-        key.last_used_at = now
-    return AuthenticatedKey(key_id=key.id, key_name=key.name, workspace_id=key.workspace_id)
+    stale = key.last_used_at is None or utcnow() - key.last_used_at >= LAST_USED_RESOLUTION
+    return AuthenticatedKey(key_id=key.id, key_name=key.name, workspace_id=key.workspace_id), stale
+
+
+def touch_key(session: Session, *, key_id: str) -> None:
+    """Record that the key was used now (at most once per ``LAST_USED_RESOLUTION``)."""
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from adbtd.api.deps import AuthDep, RuntimeDep, SessionDep
+from adbtd.api.deps import AuthDep, ReadSessionDep, RuntimeDep
 from adbtd.api.schemas import Envelope, InModel, OutModel, error_responses
 from adbtd.clock import iso_ms
 from adbtd.db.models import Domain
@@ -79,7 +79,7 @@ def domain_out(domain: Domain) -> DomainOut:
 
 
 @router.get("/domains", response_model=Envelope[list[DomainOut]], responses=error_responses())
-def list_domains(auth: AuthDep, session: SessionDep) -> Envelope[list[DomainOut]]:
+def list_domains(auth: AuthDep, session: ReadSessionDep) -> Envelope[list[DomainOut]]:
     """Returns all domains on the workspace, with verification flags per DNS record type."""
     found = domains.list_domains(session, workspace_id=auth.workspace_id)
     return Envelope(data=[domain_out(d) for d in found])
@@ -116,7 +116,7 @@ def create_domain(
     responses=error_responses(404),
 )
 def read_domain(
-    domain_id: str, auth: AuthDep, runtime: RuntimeDep, session: SessionDep
+    domain_id: str, auth: AuthDep, runtime: RuntimeDep, session: ReadSessionDep
 ) -> Envelope[DomainDetailOut]:
     """Returns one domain and every DNS record the customer must publish for it."""
     domain = domains.get_domain(session, workspace_id=auth.workspace_id, domain_id=domain_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import Field
 
-from adbtd.api.deps import AuthDep, RuntimeDep, SessionDep
+from adbtd.api.deps import AuthDep, ReadSessionDep, RuntimeDep
 from adbtd.api.schemas import Envelope, InModel, OutModel, error_responses
 from adbtd.clock import iso_ms
 from adbtd.services import ips, orders
@@ -40,7 +40,7 @@ class IpReleasedOut(OutModel):
 
 
 @router.get("/ips", response_model=Envelope[list[IpOut]], responses=error_responses())
-def list_ips(auth: AuthDep, session: SessionDep) -> Envelope[list[IpOut]]:
+def list_ips(auth: AuthDep, session: ReadSessionDep) -> Envelope[list[IpOut]]:
     """Returns the dedicated IPs of the workspace (reserved by a pending order, or assigned)."""
     return Envelope(
         data=[

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import Field
 
-from adbtd.api.deps import AuthDep, RuntimeDep, SessionDep
+from adbtd.api.deps import AuthDep, ReadSessionDep, RuntimeDep
 from adbtd.api.schemas import Envelope, InModel, OutModel, error_responses
 from adbtd.clock import iso_ms
 from adbtd.db.models import Mailbox
@@ -60,7 +60,7 @@ def mailbox_out(mailbox: Mailbox, address: str | None, settings: Settings) -> Ma
 
 @router.get("/mailboxes", response_model=Envelope[list[MailboxOut]], responses=error_responses())
 def list_mailboxes(
-    auth: AuthDep, runtime: RuntimeDep, session: SessionDep
+    auth: AuthDep, runtime: RuntimeDep, session: ReadSessionDep
 ) -> Envelope[list[MailboxOut]]:
     """Returns all mailboxes with the SMTP and IMAP hosts and ports to connect to."""
     rows = mailboxes.list_mailboxes(session, workspace_id=auth.workspace_id)
@@ -92,7 +92,7 @@ def create_mailboxes(
     responses=error_responses(404),
 )
 def read_mailbox(
-    mailbox_id: str, auth: AuthDep, runtime: RuntimeDep, session: SessionDep
+    mailbox_id: str, auth: AuthDep, runtime: RuntimeDep, session: ReadSessionDep
 ) -> Envelope[MailboxOut]:
     """Returns connection details for one mailbox (never its password)."""
     mailbox = mailboxes.get_mailbox(session, workspace_id=auth.workspace_id, mailbox_id=mailbox_id)

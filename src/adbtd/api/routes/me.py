@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from adbtd.api.deps import AuthDep, SessionDep
+from adbtd.api.deps import AuthDep, ReadSessionDep
 from adbtd.api.schemas import Envelope, OutModel, error_responses
 from adbtd.services.workspaces import get_workspace
 
@@ -29,7 +29,7 @@ class MeOut(OutModel):
 
 
 @router.get("/me", response_model=Envelope[MeOut], responses=error_responses())
-def read_me(auth: AuthDep, session: SessionDep) -> Envelope[MeOut]:
+def read_me(auth: AuthDep, session: ReadSessionDep) -> Envelope[MeOut]:
     """Returns the workspace associated with the API key."""
     workspace = get_workspace(session, auth.workspace_id)
     return Envelope(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from adbtd.api.deps import AuthDep, SessionDep
+from adbtd.api.deps import AuthDep, ReadSessionDep
 from adbtd.api.schemas import Envelope, OutModel, error_responses
 from adbtd.clock import iso_ms
 from adbtd.db.models import Order
@@ -47,7 +47,7 @@ def order_out(order: Order) -> OrderOut:
 @router.get("/orders", response_model=Envelope[list[OrderOut]], responses=error_responses())
 def list_orders(
     auth: AuthDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = orders.DEFAULT_LIST_LIMIT,
 ) -> Envelope[list[OrderOut]]:
     """Returns the workspace's most recent orders, newest first."""
@@ -56,7 +56,7 @@ def list_orders(
 
 
 @router.get("/orders/{order_id}", response_model=Envelope[OrderOut], responses=error_responses(404))
-def read_order(order_id: str, auth: AuthDep, session: SessionDep) -> Envelope[OrderOut]:
+def read_order(order_id: str, auth: AuthDep, session: ReadSessionDep) -> Envelope[OrderOut]:
     """Returns one order: pending_provision, then completed or failed (with its error)."""
     return Envelope(
         data=order_out(orders.get_order(session, workspace_id=auth.workspace_id, order_id=order_id))
