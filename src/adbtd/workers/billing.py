@@ -19,6 +19,7 @@ from adbtd.adapters.billing import BillingProvider, make_billing_provider
 from adbtd.db.models import BillingAccount
 from adbtd.runtime import Runtime
 from adbtd.services import billing_flows
+from adbtd.workers.background import BackgroundLoop
 
 log = logging.getLogger("adbtd.billing")
 
@@ -26,8 +27,11 @@ RETRY_BASE_SECONDS = 5.0
 RETRY_MAX_SECONDS = 600.0
 
 
-class BillingPusher:
+class BillingPusher(BackgroundLoop):
     """A thread with a due-time queue of workspaces whose quantities must reach the provider."""
+
+    thread_name = "billing-pusher"
+    join_seconds = 15.0
 
     def __init__(
         self,
@@ -36,14 +40,12 @@ class BillingPusher:
         provider: BillingProvider | None = None,
         sweep_seconds: float = 3600.0,
     ) -> None:
+        super().__init__()
         self.runtime = runtime
         self.provider = provider or make_billing_provider(runtime.settings)
         self.sweep_seconds = sweep_seconds
         self._queue: list[tuple[float, str, int]] = []  # (due, workspace id, failures)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._next_sweep = time.monotonic() + sweep_seconds
 
     def notify(self, workspace_id: str) -> None:
@@ -51,16 +53,7 @@ class BillingPusher:
 
     def start(self) -> None:
         self.runtime.quantities_changed = self.notify
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="billing-pusher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-            self._thread = None
+        super().start()
 
     def push_due(self) -> int:
         """Push every workspace whose time has come; returns how many pushes succeeded."""
@@ -94,7 +87,7 @@ class BillingPusher:
         for workspace_id in ids:
             self.notify(workspace_id)
 
-    def _run(self) -> None:
+    def run(self) -> None:
         while not self._stop.is_set():
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self.sweep_seconds
@@ -103,13 +96,12 @@ class BillingPusher:
                 except Exception:
                     log.exception("billing sweep failed")
             self.push_due()
-            self._wake.wait(timeout=self._seconds_to_next())
-            self._wake.clear()
+            self.nap(self._seconds_to_next())
 
     def _schedule(self, workspace_id: str, delay: float, *, failures: int) -> None:
         with self._lock:
             heapq.heappush(self._queue, (time.monotonic() + delay, workspace_id, failures))
-        self._wake.set()
+        self.wake()
 
     def _pop_due(self) -> tuple[float, str, int] | None:
         with self._lock:

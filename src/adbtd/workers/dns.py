@@ -9,7 +9,6 @@ whose last check timed out ``dns_retry_seconds`` ago; check IPs due by
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from adbtd.errors import NotFound
 from adbtd.runtime import Runtime
 from adbtd.services import dns_publish, dns_verify, reputation
 from adbtd.settings import Settings
+from adbtd.workers.background import BackgroundLoop
 
 log = logging.getLogger("adbtd.dns")
 
@@ -43,8 +43,11 @@ class DnsRound:
     errors: list[str] = field(default_factory=list)
 
 
-class DnsWorker:
+class DnsWorker(BackgroundLoop):
     """Runs rounds in a thread until stopped; ``wake`` starts the next round now."""
+
+    thread_name = "dns-worker"
+    join_seconds = 15.0
 
     def __init__(
         self,
@@ -54,6 +57,7 @@ class DnsWorker:
         hosting: DnsHosting | None = None,
         poll_seconds: float | None = None,
     ) -> None:
+        super().__init__()
         settings = runtime.settings
         self.runtime = runtime
         self.resolver_factory = resolver_factory or (
@@ -65,24 +69,6 @@ class DnsWorker:
         self.hosting = hosting or build_dns_hosting(settings)
         self.poll_seconds = poll_seconds or settings.dns_poll_seconds
         self._last_compare = 0.0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="dns-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-            self._thread = None
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def run(self) -> None:
         log.info("DNS worker started")
@@ -91,8 +77,7 @@ class DnsWorker:
                 self.run_once()
             except Exception:
                 log.exception("DNS worker: round failed")
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
+            self.nap(self.poll_seconds)
         log.info("DNS worker stopped")
 
     def run_once(self) -> DnsRound:

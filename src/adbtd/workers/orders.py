@@ -12,7 +12,6 @@ import logging
 import os
 import secrets
 import socket
-import threading
 import time
 
 from adbtd.adapters.registrar import Registrar, RegistrationFailed, registrar_for
@@ -21,6 +20,7 @@ from adbtd.mailnode.keys import generate_dkim_key, generate_mailbox_password, ha
 from adbtd.runtime import Runtime
 from adbtd.services import provisioning
 from adbtd.services.provisioning import OrderFailed, OrderPlan, Provisioned
+from adbtd.workers.background import BackgroundLoop
 
 log = logging.getLogger("adbtd.worker")
 
@@ -35,8 +35,10 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-class OrderWorker:
+class OrderWorker(BackgroundLoop):
     """Provision orders from the queue until stopped."""
+
+    thread_name = "order-worker"
 
     def __init__(
         self,
@@ -47,33 +49,13 @@ class OrderWorker:
         registrar: Registrar | None = None,
         pause_before_apply: float = 0.0,
     ) -> None:
+        super().__init__()
         self.runtime = runtime
         self.worker_id = new_worker_id()
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.registrar = registrar or registrar_for("local")
         self.pause_before_apply = pause_before_apply  # test hook: a window to kill the process
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Run in a background thread."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="order-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Finish the current order, then return."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def wake(self) -> None:
-        """Look at the queue now instead of at the next poll."""
-        self._wake.set()
 
     def run(self) -> None:
         """Loop until ``stop``: drain the queue, then wait for a wake-up or the poll interval."""
@@ -85,8 +67,7 @@ class OrderWorker:
                 log.exception("order worker %s: unexpected error", self.worker_id)
                 worked = False
             if not worked:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+                self.nap(self.poll_seconds)
         log.info("order worker %s stopped", self.worker_id)
 
     def run_once(self) -> bool:
