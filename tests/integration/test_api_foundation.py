@@ -209,3 +209,15 @@ def test_openapi_never_promises_422(client: TestClient) -> None:
     assert "422" not in statuses
     assert "400" in statuses
     assert "HTTPValidationError" not in spec.get("components", {}).get("schemas", {})
+
+
+def test_every_error_code_of_the_tree_has_a_status() -> None:
+    import adbtd.errors as tree
+    from adbtd.api.errors import STATUS_BY_CODE
+
+    codes = {
+        cls.code
+        for cls in vars(tree).values()
+        if isinstance(cls, type) and issubclass(cls, tree.AdbtdError)
+    }
+    assert codes <= set(STATUS_BY_CODE)

@@ -41,7 +41,8 @@ def error_response(
     code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message, **extra}
-    return JSONResponse({"error": body}, status_code=STATUS_BY_CODE[code], headers=headers)
+    status = STATUS_BY_CODE.get(code, 500)  # a code without a status is a bug: still an envelope
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def validation_details(errors: list[Any]) -> list[dict[str, str]]:
