@@ -19,7 +19,7 @@ from adbtd.api.errors import STATUS_BY_CODE
 from adbtd.errors import Unauthorized
 from adbtd.runtime import Runtime
 from adbtd.services.api_keys import AuthenticatedKey, resolve_key, touch_key
-from adbtd.services.ratelimit import Decision, bucket_specs
+from adbtd.services.ratelimit import BucketSpec, Decision, bucket_specs
 
 log = logging.getLogger("adbtd.api")
 
@@ -114,8 +114,12 @@ class ApiGuardMiddleware:
             await self.app(scope, receive, send)
             return
         header = _header(scope, b"authorization")
+        spec = self.specs[bucket_for(scope["method"], path)]
         try:
-            auth = await anyio.to_thread.run_sync(self._authenticate, header)
+            # One worker-thread hop for both: the key lookup and the bucket (Redis) may block.
+            auth, stale, decision = await anyio.to_thread.run_sync(self._check, header, spec)
+            if stale:
+                await anyio.to_thread.run_sync(self._touch, auth.key_id)
         except Unauthorized as exc:
             await send_json(
                 send,
@@ -124,8 +128,6 @@ class ApiGuardMiddleware:
                 [(b"www-authenticate", b'Bearer realm="adbtd"')],
             )
             return
-        spec = self.specs[bucket_for(scope["method"], path)]
-        decision = self.runtime.buckets.take(auth.key_id, spec)
         limit_headers = _limit_headers(decision)
         if not decision.allowed:
             message = f"rate limit of the {spec.name} bucket exceeded; retry later"
@@ -145,15 +147,19 @@ class ApiGuardMiddleware:
 
         await self.app(scope, receive, send_with_limits)
 
-    def _authenticate(self, header: str | None) -> AuthenticatedKey:
-        """Look the key up in a read-only snapshot; write ``last_used_at`` only when it is due
-        (once a minute per key), so requests do not queue for SQLite's write lock."""
+    def _check(
+        self, header: str | None, spec: BucketSpec
+    ) -> tuple[AuthenticatedKey, bool, Decision]:
+        """The key (from a read-only snapshot), whether its ``last_used_at`` is due, and the
+        bucket's decision; ``Unauthorized`` for a bad key."""
         with self.runtime.db.read() as session:
             auth, stale = resolve_key(session, header)
-        if stale:
-            with self.runtime.db.transaction() as session:
-                touch_key(session, key_id=auth.key_id)
-        return auth
+        return auth, stale, self.runtime.buckets.take(auth.key_id, spec)
+
+    def _touch(self, key_id: str) -> None:
+        """Written at most once a minute per key, in its own short write transaction."""
+        with self.runtime.db.transaction() as session:
+            touch_key(session, key_id=key_id)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
