@@ -323,6 +323,11 @@ HOSTILE_MIME = {
     ),
     "8bit-garbage": b"Subject: \xff\xfe\xc3\r\nFrom: \xe9\xe9 <a@b.c>\r\n\r\n\xff\xfe\x00body",
     "nested-comments": b"From: " + b"(" * 50_000 + b"\r\nSubject: c\r\n\r\nx",
+    "broken-encoded-words": (
+        b"Subject: =?utf-8?b?A?=\r\nFrom: =?utf-8?b?A?= <a@b.c>\r\n"
+        b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n\r\nok\r\n--zz\r\n"
+        b"Content-Type: application/pdf; name==?utf-8?b?A?=\r\n\r\nx\r\n--zz--\r\n"
+    ),
 }
 
 

@@ -204,6 +204,48 @@ def test_output_is_always_valid_utf8(surrogate_source: bytes) -> None:
     parsed.headers.subject.encode("utf-8")
 
 
+BROKEN_WORDS = ["=?utf-8?b?A?=", "=?utf-8?b?QUJD?==?utf-8?b?A?=", "=?utf-8?b?QQ?=x=?utf-8?b?A?="]
+
+
+@pytest.mark.parametrize("word", BROKEN_WORDS)
+def test_broken_encoded_words_stay_as_written(word: str) -> None:
+    raw = (
+        f"Subject: {word}\r\nFrom: {word} <a@b.c>\r\n"
+        "Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n\r\nok\r\n--zz\r\n"
+        f"Content-Type: application/pdf; name={word}\r\n\r\nx\r\n--zz--\r\n"
+    ).encode()
+    parsed = read_message(raw)
+    for headers in (parsed.headers, read_summary(raw)):
+        assert headers.subject == word
+        assert headers.from_ == [f"{word} <a@b.c>"]
+    assert parsed.text == "ok"
+    assert [a.filename for a in parsed.attachments] == [word]
+
+
+ENCODED_WORD = st.builds(
+    "=?{}?{}?{}?=".format,
+    st.sampled_from(["utf-8", "iso-8859-1", "x-nope", "", "utf-7", "utf-16"]),
+    st.sampled_from(["b", "q", "B", "Q", "x", ""]),
+    st.text(alphabet="=?ABCQZaz09+/_-", max_size=12),
+)
+ENCODED_WORDISH = st.lists(
+    st.one_of(ENCODED_WORD, st.text(alphabet=" <>@\"'(),;:ab", max_size=6)), max_size=6
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(subject=ENCODED_WORDISH, sender=ENCODED_WORDISH, name=ENCODED_WORDISH)
+def test_encoded_word_lookalikes_never_raise(subject: str, sender: str, name: str) -> None:
+    raw = (
+        f"Subject: {subject}\r\nFrom: {sender}\r\nTo: {sender}, {subject}\r\n"
+        "Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n"
+        f"Content-Type: application/x; name={name}\r\n"
+        f'Content-Disposition: attachment; filename="{name}"\r\n\r\nx\r\n--zz--\r\n'
+    ).encode()
+    read_summary(raw)
+    read_message(raw)
+
+
 @settings(max_examples=300, deadline=None)
 @given(raw=st.binary(max_size=4000))
 def test_random_bytes_never_raise(raw: bytes) -> None:

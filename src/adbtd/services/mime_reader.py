@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
@@ -330,7 +331,7 @@ def decode_words(value: str) -> str:
         return value
     try:
         pieces = decode_header(value)
-    except (ValueError, LookupError, RecursionError, binascii.Error):
+    except (ValueError, LookupError, RecursionError, binascii.Error, MessageError):
         return value
     out = []
     for chunk, charset in pieces:
