@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from adbtd.mailnode.apply import Daemon
+from adbtd.mailnode.daemons import DaemonError
 from adbtd.mailnode.reconciler import Reconciler
 from adbtd.mailnode.state import NodeConfig, NodeMailbox, NodeState
 
@@ -76,3 +79,33 @@ def test_mail_is_removed_only_after_a_successful_round(tmp_path: Path) -> None:
     assert reconciler.reconcile_once().removed_mail == ("a.test/ann",)
     assert evicted == [{"ann@a.test"}]
     assert not (tmp_path / "mail" / "a.test").exists()
+
+
+def test_a_failed_reload_is_retried_though_the_files_are_already_written(tmp_path: Path) -> None:
+    config = NodeConfig(
+        base_dir=tmp_path, hostname="mail.r.test", submission_port=587, imap_port=993, smtp_port=25
+    )
+    states = [NodeState(), NodeState(ips=("127.0.1.9",))]
+    asked: list[set[Daemon]] = []
+    failures: list[DaemonError] = []
+
+    def reloader(daemons: Iterable[Daemon]) -> set[Daemon]:
+        asked.append(set(daemons))
+        if failures:
+            raise failures.pop()
+        return set(daemons)
+
+    reconciler = Reconciler(lambda: states[0], config, reloader=reloader)
+    reconciler.reconcile_once()
+    asked.clear()
+    states.pop(0)
+    failures.append(DaemonError("postfix did not confirm the reload"))
+    with pytest.raises(DaemonError):
+        reconciler.reconcile_once()
+    [first] = asked
+    assert Daemon.POSTFIX in first  # a new listener
+    changes = reconciler.reconcile_once()
+    assert not changes.written  # nothing left to write: the files went in with the failed round
+    assert asked == [first, first]
+    reconciler.reconcile_once()
+    assert len(asked) == 2  # reloaded once it succeeded, not again

@@ -45,6 +45,9 @@ class Reconciler:
         self.evictor = evictor
         self.last_error: BaseException | None = None
         self.last_state: NodeState | None = None
+        # Daemons whose files changed but whose reload has not succeeded yet: the files are
+        # already on disk, so a later round would see nothing to change and never reload them.
+        self.pending_reload: set[Daemon] = set()
         self._round_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -59,8 +62,11 @@ class Reconciler:
             state = self.state_provider()
             changes = apply_files(self.config.base_dir, render_node(state, self.config))
             reloaded: set[Daemon] = set()
-            if changes.reload and self.reloader is not None:
-                reloaded = self.reloader(changes.reload)
+            self.pending_reload |= changes.reload
+            if self.pending_reload and self.reloader is not None:
+                reloaded = self.reloader(self.pending_reload)
+            # Reloaded, or not running (a daemon that starts later reads the new files).
+            self.pending_reload.clear()
             if reloaded & {Daemon.POSTFIX, Daemon.DOVECOT}:
                 self.wait_listeners(state)
             if self.evictor is not None and self.last_state is not None:
