@@ -241,10 +241,66 @@ def test_a_retried_push_never_creates_a_second_subscription(world: StripeWorld) 
     subscriptions = world.stripe.get(f"/v1/subscriptions?customer={customer}")["data"]
     assert [s["id"] for s in subscriptions] == [retried.subscription_ref]
     assert stripe_quantities(world, workspace_id) == {"domain": 1, "ip": 1, "mailbox": 1}
-    replayed = world.stripe.get("/_test/idempotency")["requests"]
-    mine = {k: n for k, n in replayed.items() if workspace_id in k}
-    assert any(k.startswith("adbtd:subscription:") and n == 2 for k, n in mine.items()), mine
-    assert sum(1 for k, n in mine.items() if k.startswith("adbtd:qty:") and n == 2) == 2
+    # The retry adopted what the first try made: no create was sent again, nothing changed.
+    sent = world.stripe.get("/_test/idempotency")["requests"]
+    mine = {k: n for k, n in sent.items() if workspace_id in k}
+    creates = [n for k, n in mine.items() if k.startswith("adbtd:subscription:")]
+    assert creates == [1], mine
+    assert all(n == 1 for n in mine.values()), mine
+
+
+def test_a_change_between_a_crash_and_its_retry_adopts_the_live_subscription(
+    world: StripeWorld,
+) -> None:
+    add_inventory(world.runtime)
+    workspace_id = world.workspace()
+    world.deliver(world.event("checkout.session.completed", world.checkout(workspace_id)))
+    name = unique_domain()
+    with world.runtime.db.transaction() as session:
+        orders.place_first_order(
+            session,
+            workspace_id=workspace_id,
+            domain=name,
+            ip_count=1,
+            emails=[f"a@{name}"],
+            settings=world.runtime.settings,
+        )
+    provision(world.runtime)
+    crashing = CrashAfterProvider(world.provider)
+    with pytest.raises(RuntimeError):
+        billing_flows.push_quantities(
+            world.runtime.db, crashing, world.runtime.settings, workspace_id=workspace_id
+        )
+    # Before the retry every quantity changes, so no idempotency key of the first try is reused.
+    second = unique_domain()
+    with world.runtime.db.transaction() as session:
+        orders.place_domain_order(
+            session,
+            workspace_id=workspace_id,
+            name=second,
+            mode="byo",
+            settings=world.runtime.settings,
+        )
+        orders.place_ip_order(
+            session, workspace_id=workspace_id, count=1, settings=world.runtime.settings
+        )
+        orders.place_mailbox_order(
+            session,
+            workspace_id=workspace_id,
+            emails=[f"b@{name}"],
+            settings=world.runtime.settings,
+        )
+    provision(world.runtime)
+    retried = billing_flows.push_quantities(
+        world.runtime.db, crashing, world.runtime.settings, workspace_id=workspace_id
+    )
+    assert retried is not None
+    customer = world.account(workspace_id).customer_ref
+    subscriptions = world.stripe.get(f"/v1/subscriptions?customer={customer}")["data"]
+    assert [s["id"] for s in subscriptions] == [retried.subscription_ref]
+    [subscription] = subscriptions
+    assert len(subscription["items"]["data"]) == 3  # one item per kind, none twice
+    assert stripe_quantities(world, workspace_id) == {"domain": 2, "ip": 2, "mailbox": 2}
 
 
 def test_quantity_keys_change_with_each_local_change(world: StripeWorld) -> None:

@@ -131,6 +131,25 @@ def test_check_order_400_then_402_then_409_then_503(
     )
 
 
+def test_a_failed_payment_blocks_orders_until_a_new_checkout(
+    client: TestClient, runtime: Runtime, tenant: Tenant
+) -> None:
+    add_inventory(runtime)
+    first_order(runtime, tenant)
+    with runtime.db.transaction() as session:
+        billing.account_for(session, tenant.workspace_id).delinquent = True
+    before = snapshot(runtime)
+    response = client.post("/api/v1/ips", headers=tenant.headers, json={"count": 1})
+    error = assert_envelope(response, 402, "payment_required")
+    assert "payment failed" in error["message"]
+    assert error["checkoutUrl"].endswith(f"?workspace={tenant.workspace_id}")
+    assert snapshot(runtime) == before
+    with runtime.db.transaction() as session:
+        billing.account_for(session, tenant.workspace_id).delinquent = False
+    response = client.post("/api/v1/ips", headers=tenant.headers, json={"count": 1})
+    assert response.status_code == 200, response.text
+
+
 def test_exhausted_inventory_reserves_nothing(
     client: TestClient, runtime: Runtime, tenant: Tenant
 ) -> None:

@@ -163,6 +163,18 @@ def _patch_and_serve(port: int) -> None:  # pragma: no cover - runs in the subpr
     accept_price(Subscription)
     accept_price(SubscriptionItem)
 
+    def create_attached_item(cls: Any, **data: Any) -> Any:
+        """As Stripe does: a new item is listed on its subscription, one item per price."""
+        subscription = Subscription._api_retrieve(data.get("subscription") or "")
+        price = data.get("price") or data.get("plan")
+        if any(item.plan.id == price for item in subscription.items._list):
+            raise UserError(400, "Cannot add multiple subscription items with the same price")
+        item = cls(**data)
+        subscription.items._list.append(item)
+        return item
+
+    SubscriptionItem._api_create = classmethod(create_attached_item)
+
     class CheckoutSession(StripeObject):  # type: ignore[misc]
         object = "checkout.session"
         _id_prefix = "cs_test_"

@@ -23,6 +23,7 @@ from adbtd.adapters.billing import (
 from adbtd.errors import BillingUnavailable, WebhookRejected
 
 WEBHOOK_TOLERANCE_SECONDS = 300
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 EVENT_KINDS: dict[str, EventKind] = {
     "checkout.session.completed": "checkout_completed",
     "invoice.payment_failed": "payment_failed",
@@ -111,8 +112,13 @@ class StripeBilling:
         changes: list[QuantityChange],
         create_key: str,
     ) -> PushResult:
-        items: dict[str, str] = {}
         with _translated("updating the subscription"):
+            live: dict[str, tuple[str, int]] = {}  # price → (item, quantity) already at Stripe
+            if subscription_ref is None:
+                # A push that died after Stripe answered left a subscription we never recorded;
+                # adopt it rather than trust the idempotency key (a later change alters it).
+                subscription_ref, live = self._live_subscription(customer_ref, workspace_id)
+            items: dict[str, str] = {}
             if subscription_ref is None:
                 first = next((c for c in changes if c.quantity > 0 and c.item_ref is None), None)
                 if first is None:
@@ -128,26 +134,54 @@ class StripeBilling:
                 subscription_ref = str(subscription.id)
                 items[first.kind] = str(subscription["items"]["data"][0]["id"])
             for change in changes:
-                if change.kind in items:
-                    continue
-                if change.item_ref is not None:
-                    self._client.v1.subscription_items.update(
-                        change.item_ref,
-                        params={"quantity": change.quantity},
-                        options={"idempotency_key": change.idempotency_key},
-                    )
-                    items[change.kind] = change.item_ref
-                elif change.quantity > 0:
-                    item = self._client.v1.subscription_items.create(
-                        params={
-                            "subscription": subscription_ref,
-                            "price": change.price_ref,
-                            "quantity": change.quantity,
-                        },
-                        options={"idempotency_key": change.idempotency_key},
-                    )
-                    items[change.kind] = str(item.id)
+                if change.kind not in items:
+                    items.update(self._push_item(subscription_ref, change, live))
         return PushResult(subscription_ref, items)
+
+    def _push_item(
+        self, subscription_ref: str, change: QuantityChange, live: dict[str, tuple[str, int]]
+    ) -> dict[str, str]:
+        """Bring one kind's item to its quantity; the item it ends on, if any."""
+        item_ref, quantity = change.item_ref, None
+        if item_ref is None and change.price_ref in live:
+            item_ref, quantity = live[change.price_ref]
+        if item_ref is not None:
+            if quantity != change.quantity:
+                self._client.v1.subscription_items.update(
+                    item_ref,
+                    params={"quantity": change.quantity},
+                    options={"idempotency_key": change.idempotency_key},
+                )
+            return {change.kind: item_ref}
+        if change.quantity <= 0:
+            return {}
+        item = self._client.v1.subscription_items.create(
+            params={
+                "subscription": subscription_ref,
+                "price": change.price_ref,
+                "quantity": change.quantity,
+            },
+            options={"idempotency_key": change.idempotency_key},
+        )
+        return {change.kind: str(item.id)}
+
+    def _live_subscription(
+        self, customer_ref: str, workspace_id: str
+    ) -> tuple[str | None, dict[str, tuple[str, int]]]:
+        """The customer's running subscription for this workspace, with its items by price."""
+        listing = self._client.v1.subscriptions.list(params={"customer": customer_ref})
+        for subscription in listing.data:
+            if subscription.status in ENDED_STATUSES:
+                continue
+            if _meta(subscription.metadata, "workspace_id") != workspace_id:
+                continue
+            live: dict[str, tuple[str, int]] = {}
+            for item in subscription["items"]["data"]:
+                price = _ref(getattr(item, "price", None)) or _ref(getattr(item, "plan", None))
+                if price is not None:
+                    live[price] = (str(item.id), int(getattr(item, "quantity", 0) or 0))
+            return str(subscription.id), live
+        return None, {}
 
     def parse_event(self, *, payload: bytes, signature: str | None) -> BillingEvent:
         if not signature:

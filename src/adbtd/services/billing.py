@@ -32,13 +32,16 @@ def account_for(session: Session, workspace_id: str) -> BillingAccount:
 
 
 def require_payment_method(session: Session, *, workspace_id: str, base_url: str) -> None:
-    """Raise 402 ``payment_required`` (with ``checkoutUrl``) when nothing is on file."""
+    """Raise 402 ``payment_required`` (with ``checkoutUrl``) when nothing usable is on file:
+    no method at all, or one whose last payment failed (a new checkout clears that)."""
     account = account_for(session, workspace_id)
     if account.payment_method_ref is None:
-        raise PaymentRequired(
-            "add a payment method before ordering",
-            checkoutUrl=checkout_url(base_url, workspace_id),
-        )
+        message = "add a payment method before ordering"
+    elif account.delinquent:
+        message = "the last payment failed; update the payment method before ordering"
+    else:
+        return
+    raise PaymentRequired(message, checkoutUrl=checkout_url(base_url, workspace_id))
 
 
 def record_payment_method(session: Session, *, workspace_id: str, ref: str | None = None) -> str:
