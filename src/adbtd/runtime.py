@@ -9,7 +9,8 @@ from adbtd.adapters.imap_pool import ImapPool
 from adbtd.adapters.pool import ClientTls
 from adbtd.adapters.smtp_pool import SmtpPool
 from adbtd.db.engine import Database
-from adbtd.services.mail import AccountCache
+from adbtd.services.mail import AccountCache, MessageDetail, MessageSummary
+from adbtd.services.message_cache import MessageCache
 from adbtd.services.ratelimit import BucketStore, MemoryBucketStore
 from adbtd.settings import Settings
 
@@ -57,12 +58,18 @@ class Runtime:
     smtp_pool: SmtpPool = field(init=False)
     imap_pool: ImapPool = field(init=False)
     mail_accounts: AccountCache = field(init=False)
+    message_summaries: MessageCache[MessageSummary] | None = field(init=False)
+    message_details: MessageCache[MessageDetail] | None = field(init=False)
 
     def __post_init__(self) -> None:
         tls = mail_client_tls(self.settings)
         self.smtp_pool = SmtpPool(tls=tls, local_hostname=self.settings.mail_hostname)
         self.imap_pool = ImapPool(tls=tls)
         self.mail_accounts = AccountCache()
+        budget = self.settings.message_cache_mb * 1024 * 1024
+        # A quarter for list summaries (small, many), the rest for whole parsed messages.
+        self.message_summaries = MessageCache(budget // 4) if budget else None
+        self.message_details = MessageCache(budget - budget // 4) if budget else None
 
     def resources_changed(
         self, workspace_id: str, *, removed_mailboxes: Iterable[str] = ()
@@ -79,6 +86,9 @@ class Runtime:
         """Forget a mailbox's cached login and close its pooled SMTP/IMAP connections; call
         after a password change or a deletion (of the mailbox or its domain)."""
         self.mail_accounts.forget(mailbox_id)
+        for cache in (self.message_summaries, self.message_details):
+            if cache is not None:
+                cache.forget_mailbox(mailbox_id)
         self.smtp_pool.evict(mailbox_id)
         self.imap_pool.evict(mailbox_id)
 

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     pdns_dns_port: int = Field(default=10053, gt=0, lt=65536)
     run_dns_worker: bool = True
 
+    message_cache_mb: int = Field(default=64, ge=0)  # parsed messages kept per API process
+
     rate_limit_store: str = "memory"  # "memory" or a redis:// URL shared by API processes
     rate_default_per_minute: float = Field(default=60.0, gt=0)
     rate_default_burst: int = Field(default=60, ge=1)

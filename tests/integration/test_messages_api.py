@@ -255,6 +255,61 @@ def recorded(
         recorder.stop()
 
 
+def test_repeat_reads_ask_only_for_flags_and_still_see_every_change(
+    recorded: tuple[TestClient, ImapRecorder], env: MailEnv
+) -> None:
+    client, recorder = recorded
+    uids = [env.append(env.bob, sample(i)) for i in range(3)]
+    path = f"/api/v1/mailboxes/{env.bob.id}/messages"
+
+    def read(url: str) -> tuple[Any, list[tuple[str, bytes]]]:
+        mark = recorder.mark()
+        resp = client.get(url)
+        assert resp.status_code == 200, resp.text
+        time.sleep(0.01)  # let the proxy thread record the last line
+        return resp.json()["data"], recorder.commands_since(mark)
+
+    first, commands = read(path)
+    assert [verb for verb, _ in commands] == ["CAPABILITY", "LOGIN", "EXAMINE", "FETCH"]
+    assert b"HEADER.FIELDS" in commands[-1][1]
+    again, commands = read(path)
+    assert again == first
+    # Same folder, same connection: NOOP for news, then flags only (headers are immutable).
+    assert [(verb, args) for verb, args in commands] == [
+        ("NOOP", b""),
+        ("FETCH", b"1:3 (UID FLAGS)"),
+    ]
+
+    # Another session flags one, deletes one and a new message arrives.
+    other = env.imap(env.bob)
+    try:
+        other.select("INBOX")
+        other.uid("STORE", str(uids[0]), "+FLAGS", "(\\Flagged)")
+        other.uid("STORE", str(uids[1]), "+FLAGS", "(\\Deleted)")
+        other.expunge()
+    finally:
+        other.logout()
+    newest = env.append(env.bob, sample(7, subject="arrived later"))
+    changed, commands = read(path)
+    assert changed["total"] == 3
+    assert [m["uid"] for m in changed["messages"]] == [newest, uids[2], uids[0]]
+    assert changed["messages"][0]["subject"] == "arrived later"
+    assert changed["messages"][2]["flags"] == ["\\Flagged"]
+    fetched = [args for verb, args in commands if verb == "UID FETCH"]
+    assert fetched == [
+        f"{newest} (UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS ".encode()
+        + b"(MESSAGE-ID SUBJECT FROM TO CC DATE)])"
+    ]  # only the new one is read whole
+
+    detail, commands = read(f"{path}/{uids[2]}")
+    assert detail["text"] == "body 2\n"
+    again, commands = read(f"{path}/{uids[2]}")
+    assert again == detail
+    assert commands == [("NOOP", b""), ("UID FETCH", f"{uids[2]} (UID FLAGS)".encode())]
+    gone = client.get(f"{path}/{uids[1]}")
+    assert gone.status_code == 404
+
+
 HOSTILE_FOLDERS = [
     'INBOX" UID STORE 1:* +FLAGS (\\Deleted)',
     "INBOX {5}",

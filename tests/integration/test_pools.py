@@ -19,6 +19,7 @@ from adbtd.mailnode.keys import hash_mailbox_password
 from adbtd.mailnode.tls import tls_paths
 from adbtd.runtime import Runtime
 from adbtd.services.mailboxes import PASSWORD_PURPOSE
+from adbtd.services.message_cache import MessageKey
 from adbtd.services.node_state import load_node_state
 from adbtd.services.secretbox import SecretBox
 from adbtd.settings import Settings
@@ -112,15 +113,23 @@ def test_password_change_opens_a_new_connection_and_evict_closes(
         pool.close()
 
 
-def test_runtime_evict_mailbox_closes_both_protocols(env: MailEnv) -> None:
+def test_runtime_evict_mailbox_closes_both_protocols_and_drops_cached_mail(
+    env: MailEnv,
+) -> None:
     rt = env.runtime
     rt.smtp_pool.submit(smtp_login(env, env.alice), message(env, "evict-me"))
     rt.imap_pool.list_page(imap_login(env, env.alice), "INBOX", limit=1, before=None)
     assert rt.smtp_pool.pool.open_count(env.alice.id) == 1
     assert rt.imap_pool.pool.open_count(env.alice.id) == 1
+    assert rt.message_summaries is not None and rt.message_details is not None
+    cached = MessageKey(env.alice.id, "INBOX", 1, 1)
+    rt.message_summaries.put(cached, "summary", 10)  # type: ignore[arg-type]
+    rt.message_details.put(cached, "detail", 10)  # type: ignore[arg-type]
     rt.evict_mailbox(env.alice.id)
     assert rt.smtp_pool.pool.open_count(env.alice.id) == 0
     assert rt.imap_pool.pool.open_count(env.alice.id) == 0
+    assert rt.message_summaries.get(cached) is None
+    assert rt.message_details.get(cached) is None
 
 
 def test_a_busy_connection_of_an_evicted_mailbox_is_closed_on_return(

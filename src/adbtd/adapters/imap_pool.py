@@ -15,7 +15,7 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from adbtd.adapters.pool import (
     ClientTls,
@@ -30,6 +30,8 @@ from adbtd.errors import ImapFailure, NotFound, ValidationFailed
 DEFAULT_LIMITS = PoolLimits(max_per_key=4, max_total=64, idle_timeout=300.0, check_after=1.0)
 MAX_FOLDER_CHARS = 255
 LIST_HEADER_FIELDS = "MESSAGE-ID SUBJECT FROM TO CC DATE"
+LIST_ITEMS = f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS ({LIST_HEADER_FIELDS})])"
+FLAGS_ONLY = "(UID FLAGS)"
 CLOSE_TIMEOUT = 2.0
 RECENT = "\\Recent"  # per-session and gone in IMAP4rev2: never reported
 
@@ -57,8 +59,23 @@ class FetchedItem:
 class FolderPage:
     total: int
     uid_validity: int | None
-    items: list[FetchedItem]
+    items: list[FetchedItem]  # flags only (empty ``section``) for the messages ``known`` held
     more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    uid_validity: int | None
+    item: FetchedItem  # flags only (empty ``section``) when ``known`` held the message
+
+
+class KnownMessages(Protocol):
+    """What the caller already holds of a folder, so only flags are asked for those messages
+    (headers, bodies, sizes and dates never change while UIDVALIDITY holds)."""
+
+    def any(self, uid_validity: int) -> bool: ...
+
+    def has(self, uid_validity: int, uid: int) -> bool: ...
 
 
 def quote_folder(name: str) -> str:
@@ -95,6 +112,23 @@ def encode_modified_utf7(name: str) -> str:
     return "".join(out)
 
 
+@dataclass(slots=True)
+class OpenFolder:
+    """The folder a connection has selected: how, and what the server last said of it."""
+
+    quoted: str
+    readonly: bool
+    total: int
+    uid_validity: int | None
+
+
+class ImapConnection(imaplib.IMAP4_SSL):
+    """imaplib's client, remembering the folder it has open: a repeat read of that folder asks
+    the server for news with NOOP instead of opening it again (EXAMINE costs 2-4x a NOOP)."""
+
+    opened: OpenFolder | None = None
+
+
 class ImapConnector:
     """Opens IMAP over TLS and logs in as the mailbox."""
 
@@ -102,10 +136,10 @@ class ImapConnector:
         self.tls = tls
         self.timeout = timeout
 
-    def open(self, login: Login) -> imaplib.IMAP4_SSL:
+    def open(self, login: Login) -> ImapConnection:
         where = f"{login.host}:{login.port}"
         try:
-            conn = imaplib.IMAP4_SSL(
+            conn = ImapConnection(
                 login.host, login.port, ssl_context=self.tls.context(), timeout=self.timeout
             )
         except (OSError, imaplib.IMAP4.error) as exc:
@@ -120,13 +154,13 @@ class ImapConnector:
             raise
         return conn
 
-    def check(self, conn: imaplib.IMAP4_SSL) -> bool:
+    def check(self, conn: ImapConnection) -> bool:
         return conn.noop()[0] == "OK"
 
-    def usable(self, conn: imaplib.IMAP4_SSL) -> bool:
+    def usable(self, conn: ImapConnection) -> bool:
         return conn.state in ("AUTH", "SELECTED")
 
-    def close(self, conn: imaplib.IMAP4_SSL) -> None:
+    def close(self, conn: ImapConnection) -> None:
         try:
             conn.sock.settimeout(CLOSE_TIMEOUT)
             conn.logout()
@@ -140,22 +174,37 @@ class ImapPool:
     def __init__(
         self, *, tls: ClientTls, limits: PoolLimits = DEFAULT_LIMITS, timeout: float = 30.0
     ) -> None:
-        self.pool: KeyedPool[imaplib.IMAP4_SSL] = KeyedPool(
+        self.pool: KeyedPool[ImapConnection] = KeyedPool(
             ImapConnector(tls=tls, timeout=timeout), limits, name="imap"
         )
 
-    def list_page(self, login: Login, folder: str, *, limit: int, before: int | None) -> FolderPage:
+    def list_page(
+        self,
+        login: Login,
+        folder: str,
+        *,
+        limit: int,
+        before: int | None,
+        known: KnownMessages | None = None,
+    ) -> FolderPage:
         """The newest ``limit`` messages with UID < ``before``, newest first, with headers."""
         quoted = quote_folder(folder)
-        return self._run(login, lambda conn: _list_page(conn, quoted, folder, limit, before))
+        return self._run(login, lambda conn: _list_page(conn, quoted, folder, limit, before, known))
 
     def fetch(
-        self, login: Login, folder: str, uid: int, *, mark_seen: bool, max_bytes: int
-    ) -> FetchedItem:
+        self,
+        login: Login,
+        folder: str,
+        uid: int,
+        *,
+        mark_seen: bool,
+        max_bytes: int,
+        known: KnownMessages | None = None,
+    ) -> FetchedMessage:
         """One whole message (at most ``max_bytes`` of it); ``\\Seen`` set only if asked."""
         quoted = quote_folder(folder)
         return self._run(
-            login, lambda conn: _fetch_one(conn, quoted, folder, uid, mark_seen, max_bytes)
+            login, lambda conn: _fetch_one(conn, quoted, folder, uid, mark_seen, max_bytes, known)
         )
 
     def evict(self, mailbox_id: str) -> int:
@@ -164,7 +213,7 @@ class ImapPool:
     def close(self) -> None:
         self.pool.close()
 
-    def _run(self, login: Login, operation: Callable[[imaplib.IMAP4_SSL], R]) -> R:
+    def _run(self, login: Login, operation: Callable[[ImapConnection], R]) -> R:
         try:
             return self.pool.run(login, lambda conn: _guard(conn, operation))
         except ConnectionDropped as exc:
@@ -173,7 +222,7 @@ class ImapPool:
             raise ImapFailure(str(exc)) from exc
 
 
-def _guard(conn: imaplib.IMAP4_SSL, operation: Callable[[imaplib.IMAP4_SSL], R]) -> R:
+def _guard(conn: ImapConnection, operation: Callable[[ImapConnection], R]) -> R:
     """Library errors → ours: socket trouble is a dropped connection, the rest imap_error."""
     try:
         return operation(conn)
@@ -184,25 +233,54 @@ def _guard(conn: imaplib.IMAP4_SSL, operation: Callable[[imaplib.IMAP4_SSL], R])
         raise ImapFailure(f"IMAP server refused the request: {_describe(exc)}") from exc
 
 
-def _open_folder(conn: imaplib.IMAP4_SSL, quoted: str, folder: str, *, readonly: bool) -> int:
-    """EXAMINE/SELECT; returns the message count. Unknown folder → NotFound."""
+def _open_folder(conn: ImapConnection, quoted: str, folder: str, *, readonly: bool) -> OpenFolder:
+    """The folder opened (EXAMINE, or SELECT to write); unknown folder → NotFound. Already open
+    the same way on this connection: a NOOP brings its message count up to date."""
+    current = conn.opened
+    same = current is not None and (current.quoted, current.readonly) == (quoted, readonly)
+    if same and current is not None and _refresh(conn, current):
+        return current
+    conn.opened = None
     typ, data = conn.select(quoted, readonly=readonly)
     if typ != "OK":
         text = data[0] if data and isinstance(data[0], bytes) else b""
         if any(marker in text for marker in _MISSING_FOLDER):
             raise NotFound(f"folder {folder!r} not found")
         raise ImapFailure(f"IMAP server refused the folder: {text.decode('utf-8', 'replace')}")
-    return int(data[0] or 0) if data and isinstance(data[0], bytes) else 0
+    total = int(data[0] or 0) if data and isinstance(data[0], bytes) else 0
+    conn.opened = OpenFolder(quoted, readonly, total, _uid_validity(conn))
+    return conn.opened
+
+
+def _refresh(conn: ImapConnection, current: OpenFolder) -> bool:
+    """NOOP, then apply the EXISTS/EXPUNGE news (of it and of commands since the last read);
+    False when the count cannot be known from them and the folder must be opened again."""
+    if conn.noop()[0] != "OK":
+        return False
+    exists = [v for v in conn.response("EXISTS")[1] if isinstance(v, bytes)]
+    expunged = [v for v in conn.response("EXPUNGE")[1] if isinstance(v, bytes)]
+    conn.untagged_responses.pop("FETCH", None)  # flag news: not to be read as our FETCH's answer
+    if exists and expunged:  # imaplib keeps them apart, so their order is lost
+        return False
+    current.total = int(exists[-1]) if exists else current.total - len(expunged)
+    return current.total >= 0
 
 
 def _list_page(
-    conn: imaplib.IMAP4_SSL, quoted: str, folder: str, limit: int, before: int | None
+    conn: ImapConnection,
+    quoted: str,
+    folder: str,
+    limit: int,
+    before: int | None,
+    known: KnownMessages | None,
 ) -> FolderPage:
-    total = _open_folder(conn, quoted, folder, readonly=True)
-    uid_validity = _uid_validity(conn)
+    opened = _open_folder(conn, quoted, folder, readonly=True)
+    total, uid_validity = opened.total, opened.uid_validity
     if total == 0 or before == 1:
         return FolderPage(total, uid_validity, [], False)
-    items = f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS ({LIST_HEADER_FIELDS})])"
+    # Warm: flags of the page first, then everything only for what the caller lacks.
+    warm = known is not None and uid_validity is not None and known.any(uid_validity)
+    items = FLAGS_ONLY if warm else LIST_ITEMS
     if before is None:  # the newest page by sequence numbers: one round trip, no SEARCH
         first = max(1, total - limit + 1)
         typ, data = conn.fetch(f"{first}:{total}", items)
@@ -218,19 +296,40 @@ def _list_page(
         typ, data = conn.uid("FETCH", ",".join(map(str, uids)), items)
     if typ != "OK":
         raise ImapFailure("IMAP server refused to fetch the folder's messages")
-    fetched = sorted(_parse_fetch(data).values(), key=lambda item: item.uid, reverse=True)
+    fetched = _parse_fetch(data)
+    if warm and known is not None and uid_validity is not None:
+        lacking = [uid for uid in fetched if not known.has(uid_validity, uid)]
+        if lacking:
+            typ, data = conn.uid("FETCH", ",".join(map(str, lacking)), LIST_ITEMS)
+            if typ != "OK":
+                raise ImapFailure("IMAP server refused to fetch the folder's messages")
+            whole = _parse_fetch(data)
+            for uid in lacking:  # one expunged in between is left out, not shown half-read
+                if uid in whole:
+                    fetched[uid] = whole[uid]
+                else:
+                    del fetched[uid]
+    page = sorted(fetched.values(), key=lambda item: item.uid, reverse=True)
     if before is not None:
-        fetched = [item for item in fetched if item.uid < before]
-    return FolderPage(total, uid_validity, fetched[:limit], more)
+        page = [item for item in page if item.uid < before]
+    return FolderPage(total, uid_validity, page[:limit], more)
 
 
 def _fetch_one(
-    conn: imaplib.IMAP4_SSL, quoted: str, folder: str, uid: int, mark_seen: bool, max_bytes: int
-) -> FetchedItem:
-    _open_folder(conn, quoted, folder, readonly=not mark_seen)
-    typ, data = conn.uid(
-        "FETCH", str(uid), f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{max_bytes}>)"
+    conn: ImapConnection,
+    quoted: str,
+    folder: str,
+    uid: int,
+    mark_seen: bool,
+    max_bytes: int,
+    known: KnownMessages | None,
+) -> FetchedMessage:
+    uid_validity = _open_folder(conn, quoted, folder, readonly=not mark_seen).uid_validity
+    warm = known is not None and uid_validity is not None and known.has(uid_validity, uid)
+    items = (
+        FLAGS_ONLY if warm else f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{max_bytes}>)"
     )
+    typ, data = conn.uid("FETCH", str(uid), items)
     item = _parse_fetch(data).get(uid) if typ == "OK" else None
     if item is None:
         raise NotFound(f"message {uid} not found in folder {folder!r}")
@@ -239,10 +338,10 @@ def _fetch_one(
         stored = _parse_fetch(data).get(uid) if typ == "OK" else None
         flags = stored.flags if stored is not None else [*item.flags, "\\Seen"]
         item = FetchedItem(item.uid, flags, item.size, item.internaldate, item.section)
-    return item
+    return FetchedMessage(uid_validity, item)
 
 
-def _uid_validity(conn: imaplib.IMAP4_SSL) -> int | None:
+def _uid_validity(conn: ImapConnection) -> int | None:
     _, data = conn.response("UIDVALIDITY")
     try:
         return int(data[0]) if data and data[0] else None

@@ -33,6 +33,8 @@ return tostring(tokens)
 class RedisBucketStore:
     """``BucketStore`` backed by Redis; the decision arithmetic is the shared pure ``decide``."""
 
+    local = False
+
     def __init__(self, url: str, *, prefix: str = "adbtd:rl:") -> None:
         self._client: Any = redis.Redis.from_url(url, socket_timeout=2.0)
         self._script = self._client.register_script(_REFILL)

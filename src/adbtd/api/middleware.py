@@ -16,6 +16,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adbtd.api.errors import STATUS_BY_CODE
+from adbtd.db.key_lookup import KeyLookup
 from adbtd.errors import Unauthorized
 from adbtd.runtime import Runtime
 from adbtd.services.api_keys import AuthenticatedKey, resolve_key, touch_key
@@ -107,6 +108,10 @@ class ApiGuardMiddleware:
         self.app = app
         self.runtime = runtime
         self.specs = bucket_specs(runtime.settings)
+        self.keys = KeyLookup(runtime.db)
+        # SQLite and in-process buckets answer in microseconds: cheaper on the event loop than
+        # a worker-thread hop. PostgreSQL or Redis wait on the network, so they go to a thread.
+        self.inline = self.keys.local and runtime.buckets.local
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope) if scope["type"] == "http" else ""
@@ -116,8 +121,10 @@ class ApiGuardMiddleware:
         header = _header(scope, b"authorization")
         spec = self.specs[bucket_for(scope["method"], path)]
         try:
-            # One worker-thread hop for both: the key lookup and the bucket (Redis) may block.
-            auth, stale, decision = await anyio.to_thread.run_sync(self._check, header, spec)
+            if self.inline:
+                auth, stale, decision = self._check(header, spec)
+            else:  # one worker-thread hop for both
+                auth, stale, decision = await anyio.to_thread.run_sync(self._check, header, spec)
             if stale:
                 await anyio.to_thread.run_sync(self._touch, auth.key_id)
         except Unauthorized as exc:
@@ -150,10 +157,9 @@ class ApiGuardMiddleware:
     def _check(
         self, header: str | None, spec: BucketSpec
     ) -> tuple[AuthenticatedKey, bool, Decision]:
-        """The key (from a read-only snapshot), whether its ``last_used_at`` is due, and the
-        bucket's decision; ``Unauthorized`` for a bad key."""
-        with self.runtime.db.read() as session:
-            auth, stale = resolve_key(session, header)
+        """The key, whether its ``last_used_at`` is due, and the bucket's decision;
+        ``Unauthorized`` for a bad key."""
+        auth, stale = resolve_key(self.keys, header)
         return auth, stale, self.runtime.buckets.take(auth.key_id, spec)
 
     def _touch(self, key_id: str) -> None:

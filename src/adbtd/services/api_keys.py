@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from adbtd.clock import utcnow
+from adbtd.db.key_lookup import KeyLookup
 from adbtd.db.models import ApiKey, Workspace
 from adbtd.errors import NotFound, Unauthorized, ValidationFailed
 from adbtd.ids import looks_like_id, new_id
@@ -87,17 +88,17 @@ def list_keys(session: Session, *, workspace_id: str) -> list[ApiKey]:
     return list(session.scalars(stmt))
 
 
-def resolve_key(session: Session, authorization: str | None) -> tuple[AuthenticatedKey, bool]:
+def resolve_key(lookup: KeyLookup, authorization: str | None) -> tuple[AuthenticatedKey, bool]:
     """The live key of a Bearer header (or ``Unauthorized``), and whether ``last_used_at`` is
-    due to be written; reads only, so it runs in a read-only snapshot."""
+    due to be written; reads only."""
     if not authorization:
         raise Unauthorized("missing Authorization header")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not is_well_formed(token):
         raise Unauthorized("malformed Bearer token")
-    key = session.scalar(select(ApiKey).where(ApiKey.token_sha256 == hash_token(token)))
-    if key is None or key.revoked_at is not None:
+    key = lookup.find(hash_token(token))
+    if key is None or key.revoked:
         raise Unauthorized("unknown or revoked API key")
     stale = key.last_used_at is None or utcnow() - key.last_used_at >= LAST_USED_RESOLUTION
     return AuthenticatedKey(key_id=key.id, key_name=key.name, workspace_id=key.workspace_id), stale

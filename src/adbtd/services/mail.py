@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Generic, TypeVar
 
 from adbtd.adapters.imap_pool import FetchedItem, ImapPool
 from adbtd.adapters.pool import Login
@@ -20,10 +21,12 @@ from adbtd.db.engine import Database
 from adbtd.errors import Conflict, ValidationFailed
 from adbtd.services.compose import prepare_message
 from adbtd.services.mailboxes import ACTIVE, PASSWORD_PURPOSE, get_mailbox, mailbox_address
+from adbtd.services.message_cache import MessageCache, MessageKey
 from adbtd.services.mime_reader import (
     DEFAULT_LIMITS,
     AttachmentInfo,
     MimeLimits,
+    ParsedMessage,
     read_message,
     read_summary,
 )
@@ -35,6 +38,7 @@ DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 MAX_UID = 2**32 - 1
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # a bigger message is read up to here and parsed as is
+V = TypeVar("V")
 
 
 class AccountCache:
@@ -83,6 +87,8 @@ class MailContext:
     imap: ImapPool
     accounts: AccountCache | None = None
     mime_limits: MimeLimits = DEFAULT_LIMITS
+    summaries: MessageCache[MessageSummary] | None = None  # for lists
+    details: MessageCache[MessageDetail] | None = None  # for single fetches
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +221,18 @@ def list_messages(
     if before is not None and not 1 <= before <= MAX_UID:
         raise ValidationFailed(f"before must be a UID between 1 and {MAX_UID}")
     account = load_account(ctx, workspace_id=workspace_id, mailbox_id=mailbox_id)
+    known = _Known(ctx.summaries, mailbox_id, folder) if ctx.summaries else None
     page = ctx.imap.list_page(
-        account.login(ctx.settings.imap_port), folder, limit=limit, before=before
+        account.login(ctx.settings.imap_port), folder, limit=limit, before=before, known=known
     )
-    messages = [_summary(item, ctx.mime_limits) for item in page.items]
+    messages = []
+    for item in page.items:
+        summary = known.hits.get(item.uid) if known else None
+        if summary is None:
+            summary = _summary(item, ctx.mime_limits)
+            if known and page.uid_validity is not None:
+                known.keep(page.uid_validity, item.uid, summary, _summary_cost(summary))
+        messages.append(replace(summary, flags=item.flags))
     next_before = messages[-1].uid if page.more and messages else None
     return MessageList(folder, page.total, page.uid_validity, messages, next_before)
 
@@ -236,14 +250,50 @@ def fetch_message(
     if not 1 <= uid <= MAX_UID:
         raise ValidationFailed(f"uid must be between 1 and {MAX_UID}")
     account = load_account(ctx, workspace_id=workspace_id, mailbox_id=mailbox_id)
-    item = ctx.imap.fetch(
+    known = _Known(ctx.details, mailbox_id, folder) if ctx.details else None
+    fetched = ctx.imap.fetch(
         account.login(ctx.settings.imap_port),
         folder,
         uid,
         mark_seen=mark_seen,
         max_bytes=MAX_MESSAGE_BYTES,
+        known=known,
     )
-    parsed = read_message(item.section, ctx.mime_limits)
+    item = fetched.item
+    detail = known.hits.get(uid) if known else None
+    if detail is None:
+        parsed = read_message(item.section, ctx.mime_limits)
+        detail = _detail(item, parsed)
+        # A parse cut short by its time budget may read further next time: not kept.
+        if known and fetched.uid_validity is not None and not parsed.truncated:
+            known.keep(fetched.uid_validity, uid, detail, _detail_cost(detail))
+    return replace(detail, flags=item.flags)
+
+
+@dataclass
+class _Known(Generic[V]):
+    """``KnownMessages`` of one mailbox folder over a cache; remembers what it answered yes
+    for, so an entry evicted meanwhile cannot leave a message without its data."""
+
+    cache: MessageCache[V]
+    mailbox_id: str
+    folder: str
+    hits: dict[int, V] = field(default_factory=dict)
+
+    def any(self, uid_validity: int) -> bool:
+        return self.cache.holds_folder(self.mailbox_id, self.folder, uid_validity)
+
+    def has(self, uid_validity: int, uid: int) -> bool:
+        value = self.cache.get(MessageKey(self.mailbox_id, self.folder, uid_validity, uid))
+        if value is not None:
+            self.hits[uid] = value
+        return value is not None
+
+    def keep(self, uid_validity: int, uid: int, value: V, cost: int) -> None:
+        self.cache.put(MessageKey(self.mailbox_id, self.folder, uid_validity, uid), value, cost)
+
+
+def _detail(item: FetchedItem, parsed: ParsedMessage) -> MessageDetail:
     head = parsed.headers
     return MessageDetail(
         uid=item.uid,
@@ -256,8 +306,18 @@ def fetch_message(
         text=parsed.text,
         html=parsed.html,
         attachments=parsed.attachments,
-        flags=item.flags,
+        flags=[],
     )
+
+
+def _summary_cost(summary: MessageSummary) -> int:
+    texts = [summary.message_id, summary.subject, *summary.from_, *summary.to, *summary.cc]
+    return sum(len(t) for t in texts if t) * 2
+
+
+def _detail_cost(detail: MessageDetail) -> int:
+    texts = [detail.subject, detail.from_, detail.to, detail.cc, detail.text, detail.html]
+    return sum(len(t) for t in texts if t) * 2 + 256 * len(detail.attachments)
 
 
 def _summary(item: FetchedItem, limits: MimeLimits) -> MessageSummary:
@@ -270,7 +330,7 @@ def _summary(item: FetchedItem, limits: MimeLimits) -> MessageSummary:
         to=head.to,
         cc=head.cc,
         date=head.date or _internal_date(item.internaldate),
-        flags=item.flags,
+        flags=[],
         size=item.size,
     )
 

@@ -34,6 +34,10 @@ class Decision:
 
 
 class BucketStore(Protocol):
+    # True when ``take`` never waits on the network (may run on the event loop).
+    @property
+    def local(self) -> bool: ...
+
     def take(self, key: str, spec: BucketSpec) -> Decision: ...
 
 
@@ -60,6 +64,8 @@ def decide(tokens: float, spec: BucketSpec) -> tuple[float, Decision]:
 
 class MemoryBucketStore:
     """Buckets in this process's memory; right for one API process (the embedded default)."""
+
+    local = True
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock = clock or time.monotonic

@@ -41,6 +41,8 @@ async def mail_call(request: Request) -> MailCall:
         runtime.smtp_pool,
         runtime.imap_pool,
         accounts=runtime.mail_accounts,
+        summaries=runtime.message_summaries,
+        details=runtime.message_details,
     )
     return MailCall(ctx, auth.workspace_id)
 
