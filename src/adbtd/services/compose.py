@@ -1,10 +1,11 @@
 """Build an outgoing message from an API send request: validation first, then RFC 5322 bytes.
 
-Pure: no I/O, no clock or randomness the caller cannot pass in. The MIME body is made by the
-stdlib (``email``, ``policy.default``, 7-bit clean so no 8BITMIME is needed); the top-level
-headers are written here so that any Unicode in ``subject`` or display names survives exactly
-(RFC 2047 encoded words, folded only between words), which ``policy.default`` cannot promise
-for characters such as U+2028 or a leading space. Bcc recipients go to the envelope only.
+Pure: no I/O, no clock the caller cannot pass in. The MIME body is what the stdlib's ``email``
+makes under ``policy.default`` (``mime_body``; 7-bit clean so no 8BITMIME is needed); the
+top-level headers are written here so that any Unicode in ``subject`` or display names
+survives exactly (RFC 2047 encoded words, folded only between words), which ``policy.default``
+cannot promise for characters such as U+2028 or a leading space. Bcc recipients go to the
+envelope only.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import base64
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
 from adbtd.errors import ValidationFailed
+from adbtd.services.mime_body import render_body
 
 MAX_RECIPIENTS = 50
 MAX_BODY_BYTES = 5_000_000  # text + html as UTF-8; stays under Postfix's 10 MB after encoding
@@ -29,7 +29,6 @@ MAX_NAME_CHARS = 256
 MAX_ADDRESS_INPUT_CHARS = 600
 FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
 
-_BODY_POLICY = policy.default.clone(cte_type="7bit", linesep="\r\n")
 _EW_PREFIX, _EW_SUFFIX = "=?utf-8?b?", "?="
 _EW_MAX_BYTES = 45  # 60 base64 chars: each encoded word stays within RFC 2047's 75
 _ATEXT_SPECIALS = set('()<>[]:;@\\,."')
@@ -141,23 +140,7 @@ def build_body(text: str | None, html: str | None) -> bytes:
     size = len((text or "").encode()) + len((html or "").encode())
     if size > MAX_BODY_BYTES:
         raise ValidationFailed(f"text + html must be at most {MAX_BODY_BYTES} bytes, got {size}")
-    entity = EmailMessage(policy=_BODY_POLICY)
-    if text and html:
-        entity.set_content(text, subtype="plain", charset="utf-8", cte=_cte(text))
-        entity.add_alternative(html, subtype="html", charset="utf-8", cte=_cte(html))
-        for part in entity.iter_parts():
-            del part["MIME-Version"]
-    elif text:
-        entity.set_content(text, subtype="plain", charset="utf-8", cte=_cte(text))
-    else:
-        assert html is not None
-        entity.set_content(html, subtype="html", charset="utf-8", cte=_cte(html))
-    return entity.as_bytes(policy=_BODY_POLICY)
-
-
-def _cte(body: str) -> str | None:
-    """Let the stdlib choose, except that a NUL (illegal in 7bit) forces quoted-printable."""
-    return "quoted-printable" if "\x00" in body else None
+    return render_body(text, html)
 
 
 def parse_recipients(field: str, values: list[str]) -> list[Recipient]:

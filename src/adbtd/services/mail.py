@@ -232,7 +232,7 @@ def list_messages(
             summary = _summary(item, ctx.mime_limits)
             if known and page.uid_validity is not None:
                 known.keep(page.uid_validity, item.uid, summary, _summary_cost(summary))
-        messages.append(replace(summary, flags=item.flags))
+        messages.append(_with_flags(summary, item.flags))
     next_before = messages[-1].uid if page.more and messages else None
     return MessageList(folder, page.total, page.uid_validity, messages, next_before)
 
@@ -307,6 +307,14 @@ def _detail(item: FetchedItem, parsed: ParsedMessage) -> MessageDetail:
         html=parsed.html,
         attachments=parsed.attachments,
         flags=[],
+    )
+
+
+def _with_flags(summary: MessageSummary, flags: list[str]) -> MessageSummary:
+    """The kept summary with the server's current flags (``replace`` is 5x slower)."""
+    s = summary
+    return MessageSummary(
+        s.uid, s.message_id, s.subject, s.from_, s.to, s.cc, s.date, flags, s.size
     )
 
 

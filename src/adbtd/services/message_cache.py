@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 V = TypeVar("V")
 ENTRY_OVERHEAD = 512  # bytes an entry costs beyond its strings (objects, key, list links)
 
 
-@dataclass(frozen=True, slots=True)
-class MessageKey:
+class MessageKey(NamedTuple):
     mailbox_id: str
     folder: str
     uid_validity: int
