@@ -15,7 +15,7 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from adbtd.adapters.pool import (
     ClientTls,
@@ -122,11 +122,48 @@ class OpenFolder:
     uid_validity: int | None
 
 
+Command = tuple[str, ...]  # ("FETCH", "1:25", "(UID FLAGS)") or ("UID", "SEARCH", ...)
+Answer = tuple[str, list[Any]]  # imaplib's (type, data) of a command
+
+
+@dataclass(frozen=True, slots=True)
+class FolderNews:
+    """What a NOOP told of the open folder, and the answer to the command sent behind it."""
+
+    ok: bool
+    exists: list[bytes]
+    expunged: list[bytes]
+    answer: Answer | None
+
+
 class ImapConnection(imaplib.IMAP4_SSL):
     """imaplib's client, remembering the folder it has open: a repeat read of that folder asks
-    the server for news with NOOP instead of opening it again (EXAMINE costs 2-4x a NOOP)."""
+    the server for news with NOOP instead of opening it again (EXAMINE costs 2-4x a NOOP), with
+    the read itself sent right behind the NOOP, so both take one round trip."""
 
     opened: OpenFolder | None = None
+
+    def noop_and(self, command: Command | None) -> FolderNews:
+        """NOOP, and ``command`` pipelined behind it. imaplib has no public pipelining; its
+        ``_command`` (send) and ``_command_complete`` (read to the tagged reply) are what each of
+        its public commands runs. The server may answer the two in either order, so the news is
+        read once both are done, and a FETCH answer may hold unsolicited flag news too."""
+        noop_tag = self._command("NOOP")
+        tag = self._command(*command) if command else None
+        typ, _ = self._command_complete("NOOP", noop_tag)
+        answer: Answer | None = None
+        if command and tag is not None:
+            key = "SEARCH" if command[:2] == ("UID", "SEARCH") else "FETCH"
+            try:
+                answer = self._untagged_response(*self._command_complete(command[0], tag), key)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error:  # BAD: e.g. a range the news made invalid
+                answer = ("BAD", [])
+        exists = [v for v in self.response("EXISTS")[1] if isinstance(v, bytes)]
+        expunged = [v for v in self.response("EXPUNGE")[1] if isinstance(v, bytes)]
+        self.untagged_responses.pop("FETCH", None)  # flag news nobody asked for
+        return FolderNews(typ == "OK", exists, expunged, answer)
 
 
 class ImapConnector:
@@ -233,13 +270,24 @@ def _guard(conn: ImapConnection, operation: Callable[[ImapConnection], R]) -> R:
         raise ImapFailure(f"IMAP server refused the request: {_describe(exc)}") from exc
 
 
-def _open_folder(conn: ImapConnection, quoted: str, folder: str, *, readonly: bool) -> OpenFolder:
-    """The folder opened (EXAMINE, or SELECT to write); unknown folder → NotFound. Already open
-    the same way on this connection: a NOOP brings its message count up to date."""
+def _open_folder(
+    conn: ImapConnection,
+    quoted: str,
+    folder: str,
+    *,
+    readonly: bool,
+    ahead: Callable[[OpenFolder], Command | None] | None = None,
+) -> tuple[OpenFolder, Answer | None]:
+    """The folder opened (EXAMINE, or SELECT to write); unknown folder → NotFound.
+
+    Already open the same way on this connection: a NOOP brings its message count up to date,
+    and the command ``ahead`` makes from the folder as last seen goes in the same round trip;
+    its answer is returned (None when the folder had to be opened again)."""
     current = conn.opened
-    same = current is not None and (current.quoted, current.readonly) == (quoted, readonly)
-    if same and current is not None and _refresh(conn, current):
-        return current
+    if current is not None and (current.quoted, current.readonly) == (quoted, readonly):
+        news = conn.noop_and(ahead(current) if ahead else None)
+        if news.ok and _apply_news(current, news):
+            return current, news.answer
     conn.opened = None
     typ, data = conn.select(quoted, readonly=readonly)
     if typ != "OK":
@@ -248,22 +296,21 @@ def _open_folder(conn: ImapConnection, quoted: str, folder: str, *, readonly: bo
             raise NotFound(f"folder {folder!r} not found")
         raise ImapFailure(f"IMAP server refused the folder: {text.decode('utf-8', 'replace')}")
     total = int(data[0] or 0) if data and isinstance(data[0], bytes) else 0
+    conn.response("EXISTS")  # taken: only later counts are news
     conn.opened = OpenFolder(quoted, readonly, total, _uid_validity(conn))
-    return conn.opened
+    return conn.opened, None
 
 
-def _refresh(conn: ImapConnection, current: OpenFolder) -> bool:
-    """NOOP, then apply the EXISTS/EXPUNGE news (of it and of commands since the last read);
-    False when the count cannot be known from them and the folder must be opened again."""
-    if conn.noop()[0] != "OK":
+def _apply_news(current: OpenFolder, news: FolderNews) -> bool:
+    """Update the message count from EXISTS/EXPUNGE (of the NOOP and of commands since the last
+    read); False when it cannot be known from them and the folder must be opened again."""
+    if news.exists and news.expunged:  # imaplib keeps them apart, so their order is lost
         return False
-    exists = [v for v in conn.response("EXISTS")[1] if isinstance(v, bytes)]
-    expunged = [v for v in conn.response("EXPUNGE")[1] if isinstance(v, bytes)]
-    conn.untagged_responses.pop("FETCH", None)  # flag news: not to be read as our FETCH's answer
-    if exists and expunged:  # imaplib keeps them apart, so their order is lost
+    total = int(news.exists[-1]) if news.exists else current.total - len(news.expunged)
+    if total < 0:
         return False
-    current.total = int(exists[-1]) if exists else current.total - len(expunged)
-    return current.total >= 0
+    current.total = total
+    return True
 
 
 def _list_page(
@@ -274,19 +321,42 @@ def _list_page(
     before: int | None,
     known: KnownMessages | None,
 ) -> FolderPage:
-    opened = _open_folder(conn, quoted, folder, readonly=True)
+    warm_items = FLAGS_ONLY  # what a page asks for when ``known`` holds the folder
+
+    def page_ahead(seen: OpenFolder) -> Command | None:
+        """The page as the folder was last seen, to send behind the NOOP."""
+        if seen.uid_validity is None or known is None or not known.any(seen.uid_validity):
+            return None
+        if before is not None:
+            return ("UID", "SEARCH", f"UID 1:{before - 1}") if before > 1 else None
+        if seen.total == 0:
+            return None
+        return ("FETCH", f"{max(1, seen.total - limit + 1)}:{seen.total}", warm_items)
+
+    last_total = conn.opened.total if conn.opened is not None else -1
+    opened, early = _open_folder(conn, quoted, folder, readonly=True, ahead=page_ahead)
     total, uid_validity = opened.total, opened.uid_validity
     if total == 0 or before == 1:
         return FolderPage(total, uid_validity, [], False)
-    # Warm: flags of the page first, then everything only for what the caller lacks.
-    warm = known is not None and uid_validity is not None and known.any(uid_validity)
-    items = FLAGS_ONLY if warm else LIST_ITEMS
+    # Warm: flags of the page first, then everything only for what the caller lacks. (A page
+    # sent ahead was warm when sent, whatever the cache holds by now.)
+    early_ok = early is not None and early[0] == "OK"
+    warm = early_ok or (known is not None and uid_validity is not None and known.any(uid_validity))
+    items = warm_items if warm else LIST_ITEMS
     if before is None:  # the newest page by sequence numbers: one round trip, no SEARCH
         first = max(1, total - limit + 1)
-        typ, data = conn.fetch(f"{first}:{total}", items)
+        if early is not None and early_ok and total == last_total:
+            typ, data = early  # the count did not move: the pipelined page is the page
+        else:
+            typ, data = conn.fetch(f"{first}:{total}", items)
         more = first > 1
+        wanted: Callable[[int, int], bool] = lambda seq, _uid: first <= seq <= total  # noqa: E731
+
     else:
-        typ, found = conn.uid("SEARCH", f"UID 1:{before - 1}")
+        if early is not None and early_ok:
+            typ, found = early  # UIDs do not move
+        else:
+            typ, found = conn.uid("SEARCH", f"UID 1:{before - 1}")
         hits = found[0] if typ == "OK" and found and isinstance(found[0], bytes) else b""
         uids = sorted(int(u) for u in hits.split())
         more = len(uids) > limit
@@ -294,16 +364,19 @@ def _list_page(
         if not uids:
             return FolderPage(total, uid_validity, [], False)
         typ, data = conn.uid("FETCH", ",".join(map(str, uids)), items)
+        page_uids = set(uids)
+        wanted = lambda _seq, uid: uid in page_uids  # noqa: E731
+
     if typ != "OK":
         raise ImapFailure("IMAP server refused to fetch the folder's messages")
-    fetched = _parse_fetch(data)
+    fetched = _parse_fetch(data, wanted)
     if warm and known is not None and uid_validity is not None:
         lacking = [uid for uid in fetched if not known.has(uid_validity, uid)]
         if lacking:
             typ, data = conn.uid("FETCH", ",".join(map(str, lacking)), LIST_ITEMS)
             if typ != "OK":
                 raise ImapFailure("IMAP server refused to fetch the folder's messages")
-            whole = _parse_fetch(data)
+            whole = _parse_fetch(data, lambda _seq, uid: uid in lacking)
             for uid in lacking:  # one expunged in between is left out, not shown half-read
                 if uid in whole:
                     fetched[uid] = whole[uid]
@@ -324,18 +397,27 @@ def _fetch_one(
     max_bytes: int,
     known: KnownMessages | None,
 ) -> FetchedMessage:
-    uid_validity = _open_folder(conn, quoted, folder, readonly=not mark_seen).uid_validity
-    warm = known is not None and uid_validity is not None and known.has(uid_validity, uid)
-    items = (
-        FLAGS_ONLY if warm else f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{max_bytes}>)"
-    )
-    typ, data = conn.uid("FETCH", str(uid), items)
-    item = _parse_fetch(data).get(uid) if typ == "OK" else None
+    whole = f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{max_bytes}>)"
+
+    def fetch_ahead(seen: OpenFolder) -> Command:
+        """UIDs do not move: the fetch can go behind the NOOP whatever its news."""
+        warm = known is not None and seen.uid_validity is not None
+        held = warm and known is not None and known.has(seen.uid_validity or 0, uid)
+        return ("UID", "FETCH", str(uid), FLAGS_ONLY if held else whole)
+
+    opened, early = _open_folder(conn, quoted, folder, readonly=not mark_seen, ahead=fetch_ahead)
+    uid_validity = opened.uid_validity
+    if early is not None and early[0] in ("OK", "NO"):
+        typ, data = early
+    else:
+        warm = known is not None and uid_validity is not None and known.has(uid_validity, uid)
+        typ, data = conn.uid("FETCH", str(uid), FLAGS_ONLY if warm else whole)
+    item = _parse_fetch(data, lambda _seq, got: got == uid).get(uid) if typ == "OK" else None
     if item is None:
         raise NotFound(f"message {uid} not found in folder {folder!r}")
     if mark_seen and "\\Seen" not in item.flags:
         typ, data = conn.uid("STORE", str(uid), "+FLAGS", "(\\Seen)")
-        stored = _parse_fetch(data).get(uid) if typ == "OK" else None
+        stored = _parse_fetch(data, lambda _seq, got: got == uid).get(uid) if typ == "OK" else None
         flags = stored.flags if stored is not None else [*item.flags, "\\Seen"]
         item = FetchedItem(item.uid, flags, item.size, item.internaldate, item.section)
     return FetchedMessage(uid_validity, item)
@@ -349,8 +431,14 @@ def _uid_validity(conn: ImapConnection) -> int | None:
         return None
 
 
-def _parse_fetch(data: Sequence[object]) -> dict[int, FetchedItem]:
-    """imaplib's FETCH data (tuples of header line and literal, then the line's tail)."""
+def _parse_fetch(
+    data: Sequence[object], wanted: Callable[[int, int], bool] | None = None
+) -> dict[int, FetchedItem]:
+    """imaplib's FETCH data (tuples of header line and literal, then the line's tail), by UID.
+
+    The server may mix in unsolicited FETCH responses (flag news of other messages, or of the
+    same one): ``wanted(seq, uid)`` keeps only what was asked for, and two responses of one
+    message are merged, its newest flags over what the other one carried."""
     found: dict[int, FetchedItem] = {}
     index = 0
     while index < len(data):
@@ -366,14 +454,17 @@ def _parse_fetch(data: Sequence[object]) -> dict[int, FetchedItem]:
             meta, section = entry, b""
         else:
             continue
-        uid = _UID.search(meta)
-        if uid is None:
+        uid_match, seq = _UID.search(meta), meta.split(b" ", 1)[0]
+        if uid_match is None or not seq.isdigit():
+            continue
+        uid = int(uid_match.group(1))
+        if wanted is not None and not wanted(int(seq), uid):
             continue
         flags = _FLAGS.search(meta)
         size = _SIZE.search(meta)
         date = _INTERNALDATE.search(meta)
-        found[int(uid.group(1))] = FetchedItem(
-            uid=int(uid.group(1)),
+        item = FetchedItem(
+            uid=uid,
             flags=[f for f in flags.group(1).decode("utf-8", "replace").split() if f != RECENT]
             if flags
             else [],
@@ -381,7 +472,26 @@ def _parse_fetch(data: Sequence[object]) -> dict[int, FetchedItem]:
             internaldate=date.group(1).decode("ascii", "replace") if date else None,
             section=section,
         )
+        earlier = found.get(uid)
+        if earlier is not None:
+            item = _merged(earlier, item, has_flags=flags is not None, has_body=bool(size))
+        found[uid] = item
     return found
+
+
+def _merged(
+    earlier: FetchedItem, later: FetchedItem, *, has_flags: bool, has_body: bool
+) -> FetchedItem:
+    """One message answered twice: the later flags (if it had any), the body of the one with
+    a body."""
+    body = later if has_body or later.section else earlier
+    return FetchedItem(
+        uid=earlier.uid,
+        flags=later.flags if has_flags else earlier.flags,
+        size=body.size,
+        internaldate=body.internaldate or earlier.internaldate,
+        section=body.section,
+    )
 
 
 def _describe(exc: BaseException) -> str:
