@@ -14,7 +14,7 @@ def iso_ms(moment: datetime | None) -> str | None:
     """Format as ``2026-05-03T09:21:14.221Z`` (None stays None)."""
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not None and moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    # isoformat: twice as fast as strftime, and four-digit years below 1000 too.
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

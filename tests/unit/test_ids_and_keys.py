@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -33,6 +33,10 @@ def test_timestamps_have_milliseconds_and_z() -> None:
     moment = datetime(2026, 5, 3, 9, 21, 14, 221999, tzinfo=UTC)
     assert iso_ms(moment) == "2026-05-03T09:21:14.221Z"
     assert iso_ms(None) is None
+    paris = timezone(timedelta(hours=2))
+    assert iso_ms(datetime(2026, 5, 3, 11, 21, 14, tzinfo=paris)) == "2026-05-03T09:21:14.000Z"
+    assert iso_ms(datetime(2026, 5, 3, 9, 21, 14)) == "2026-05-03T09:21:14.000Z"  # naive = UTC
+    assert iso_ms(datetime(999, 1, 2, tzinfo=UTC)) == "0999-01-02T00:00:00.000Z"
 
 
 def test_secret_box_round_trip_and_key_separation() -> None:

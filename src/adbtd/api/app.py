@@ -13,6 +13,7 @@ from adbtd import __version__
 from adbtd.api.errors import CODE_BY_HTTP_STATUS, error_response, install_error_handlers
 from adbtd.api.middleware import ApiGuardMiddleware, RequestContextMiddleware
 from adbtd.api.routes import domain_verify, domains, ips, mailboxes, me, messages, orders
+from adbtd.asgi import NO_TELEMETRY
 from adbtd.dashboard import create_dashboard, webhook_router
 from adbtd.runtime import Runtime
 
@@ -31,17 +32,19 @@ def create_api(runtime: Runtime) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         servers=[{"url": API_PREFIX}],
+        telemetry=NO_TELEMETRY,
     )
     api.state.runtime = runtime
     install_error_handlers(api)
+    # Routers are matched in order for every request: the latency-critical mail routes first.
     for router in (
+        messages.router,
         me.router,
         domains.router,
         domain_verify.router,
         ips.router,
         mailboxes.router,
         orders.router,
-        messages.router,
     ):
         api.include_router(router)
     api.add_middleware(ApiGuardMiddleware, runtime=runtime)
@@ -85,7 +88,12 @@ def declare_bearer_auth(api: FastAPI) -> None:
 def create_app(runtime: Runtime) -> FastAPI:
     """The whole HTTP surface of ``adbtd serve``."""
     app = FastAPI(
-        title="adbtd", version=__version__, openapi_url=None, docs_url=None, redoc_url=None
+        title="adbtd",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=NO_TELEMETRY,
     )
     app.state.runtime = runtime
     app.mount(API_PREFIX, create_api(runtime))

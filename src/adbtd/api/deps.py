@@ -13,18 +13,26 @@ from adbtd.runtime import Runtime
 from adbtd.services.api_keys import AuthenticatedKey
 
 
-# These two only read request state: async, so FastAPI does not hop to a worker thread for them.
-async def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-async def get_auth(request: Request) -> AuthenticatedKey:
+def auth_of(request: Request) -> AuthenticatedKey:
     """The key the guard middleware authenticated; absent only on a misrouted request."""
     auth = getattr(request.state, "auth", None)
     if not isinstance(auth, AuthenticatedKey):
         raise Unauthorized("missing Authorization header")
     return auth
+
+
+# These two only read request state: async, so FastAPI does not hop to a worker thread for them.
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
+
+
+async def get_auth(request: Request) -> AuthenticatedKey:
+    return auth_of(request)
 
 
 def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adbtd.adapters.billing import BillingProvider, make_billing_provider
+from adbtd.asgi import NO_TELEMETRY
 from adbtd.dashboard.deps import PREFIX, LoginRequired, make_templates, render
 from adbtd.dashboard.routes import account, billing, keys, orders, overview, resources
 from adbtd.dashboard.security import SecurityHeadersMiddleware, verify_csrf
@@ -33,6 +34,7 @@ NOTICES = {
 def create_dashboard(runtime: Runtime, provider: BillingProvider | None = None) -> FastAPI:
     """The dashboard app; every route checks the CSRF token on POST."""
     app = FastAPI(
+        telemetry=NO_TELEMETRY,
         title="adbtd dashboard",
         openapi_url=None,
         docs_url=None,

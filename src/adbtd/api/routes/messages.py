@@ -1,8 +1,9 @@
 """POST /mailboxes/:id/send, GET /mailboxes/:id/messages, GET /mailboxes/:id/messages/:uid.
 
 Sync routes (run in the threadpool): the service does blocking SMTP/IMAP through the pools.
-These are the latency-critical routes, so their one dependency is async (no worker-thread hop)
-and the already-validated response model is serialized once, straight to a ``Response``.
+These are the latency-critical routes, so they take no dependency (``mail_call`` is called
+inside) and the already-validated response model is serialized once, straight to a
+``Response``.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from adbtd.api.deps import get_auth, get_runtime
+from adbtd.api.deps import auth_of, runtime_of
 from adbtd.api.schemas import Envelope, InModel, OutModel, error_responses
 from adbtd.clock import iso_ms
 from adbtd.services import mail
@@ -31,10 +32,11 @@ class MailCall:
     workspace_id: str
 
 
-async def mail_call(request: Request) -> MailCall:
-    """Async on purpose: it does no I/O, so it runs on the event loop, not a worker thread."""
-    runtime = await get_runtime(request)
-    auth = await get_auth(request)
+def mail_call(request: Request) -> MailCall:
+    """Called inside the route, not declared as a dependency: FastAPI's dependency solving
+    costs more per request than this whole function (these are the latency-critical routes)."""
+    runtime = runtime_of(request)
+    auth = auth_of(request)
     ctx = MailContext(
         runtime.db,
         runtime.settings,
@@ -45,9 +47,6 @@ async def mail_call(request: Request) -> MailCall:
         details=runtime.message_details,
     )
     return MailCall(ctx, auth.workspace_id)
-
-
-CallDep = Annotated[MailCall, Depends(mail_call)]
 
 
 def json_response(body: BaseModel) -> Response:
@@ -124,8 +123,9 @@ class MessageOut(OutModel):
     response_model=Envelope[SendOut],
     responses=error_responses(404, 409, 502),
 )
-def send_message(mailbox_id: str, body: SendIn, call: CallDep) -> Response:
+def send_message(mailbox_id: str, body: SendIn, request: Request) -> Response:
     """Submits an outbound message through the mailbox's SMTP submission server."""
+    call = mail_call(request)
     result = mail.send(
         call.ctx,
         workspace_id=call.workspace_id,
@@ -155,12 +155,13 @@ def send_message(mailbox_id: str, body: SendIn, call: CallDep) -> Response:
 )
 def list_messages(
     mailbox_id: str,
-    call: CallDep,
+    request: Request,
     folder: FolderQuery = mail.DEFAULT_FOLDER,
     limit: Annotated[int, Query(description="1-100, default 25.")] = mail.DEFAULT_LIMIT,
     before: Annotated[int | None, Query(description="Only UIDs below this one.")] = None,
 ) -> Response:
     """Lists recent messages from an IMAP folder, newest first."""
+    call = mail_call(request)
     page = mail.list_messages(
         call.ctx,
         workspace_id=call.workspace_id,
@@ -202,13 +203,14 @@ def list_messages(
 def fetch_message(
     mailbox_id: str,
     uid: int,
-    call: CallDep,
+    request: Request,
     folder: FolderQuery = mail.DEFAULT_FOLDER,
     mark_seen: Annotated[
         Literal["0", "1"], Query(alias="markSeen", description='"1" marks the message read.')
     ] = "0",
 ) -> Response:
     """Returns one message: headers, text and HTML bodies, attachment metadata."""
+    call = mail_call(request)
     m = mail.fetch_message(
         call.ctx,
         workspace_id=call.workspace_id,
