@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as AiosmtpdSmtp
+from aiosmtpd.smtp import AuthResult
 from sqlalchemy import update
 
 from adbtd.adapters.imap_pool import ImapPool
@@ -24,7 +28,7 @@ from adbtd.services.node_state import load_node_state
 from adbtd.services.secretbox import SecretBox
 from adbtd.settings import Settings
 from tests.conftest import Tenant
-from tests.integration.conftest import RunningNode
+from tests.integration.conftest import RunningNode, free_port
 from tests.support.mail_env import Box, MailEnv, node_settings, provision_mail
 
 pytestmark = pytest.mark.integration
@@ -329,3 +333,58 @@ def test_submit_without_pipelining_and_with_leading_dots(env: MailEnv, tls: Clie
         assert raw.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n") == body
     finally:
         smtp.close()
+
+
+class _RefusingDataSmtp(AiosmtpdSmtp):
+    """aiosmtpd refusing the DATA command itself while ``refuse`` is set (after the server
+    accepted the sender and recipients), as a policy check at DATA would."""
+
+    refuse = threading.Event()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.refuse.is_set():
+            await self.push("554 5.7.1 data refused by policy")
+            return
+        await super().smtp_DATA(arg)
+
+
+class _AcceptAll:
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 2.0.0 Ok: queued as TEST"
+
+
+def test_a_refused_data_command_leaves_the_pooled_connection_clean(
+    mailnode: RunningNode, tls: ClientTls
+) -> None:
+    cert, key = tls_paths(mailnode.config)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    class Server(Controller):
+        def factory(self) -> AiosmtpdSmtp:
+            return _RefusingDataSmtp(
+                self.handler,
+                tls_context=context,
+                require_starttls=True,
+                authenticator=lambda *_args: AuthResult(success=True),
+                auth_require_tls=True,
+                hostname="refuser.test",
+            )
+
+    server = Server(_AcceptAll(), hostname="127.0.0.1", port=free_port())
+    server.start()
+    pool = SmtpPool(tls=tls, local_hostname="api.test")
+    login = Login("mb_refuser", "127.0.0.1", server.port, "a@refuser.test", "secret")
+    envelope = Envelope("a@refuser.test", ("b@elsewhere.test",), b"Subject: x\r\n\r\nbody\r\n")
+    try:
+        _RefusingDataSmtp.refuse.set()
+        with pytest.raises(SmtpFailure, match=r"554 5\.7\.1 data refused"):
+            pool.submit(login, envelope)
+        _RefusingDataSmtp.refuse.clear()
+        result = pool.submit(login, envelope)  # same connection: its transaction was reset
+        assert result.response == "250 2.0.0 Ok: queued as TEST"
+        assert pool.pool.open_count("mb_refuser") == 1
+    finally:
+        _RefusingDataSmtp.refuse.clear()
+        pool.close()
+        server.stop()

@@ -135,9 +135,10 @@ def _submit(conn: smtplib.SMTP, envelope: Envelope) -> SubmitResult:
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
         conn.close()
         raise ConnectionDropped(_describe(exc)) from exc
+    if code != 354:
+        _reset(conn)  # recipients were accepted: end the transaction before pooling it again
+        raise SmtpFailure(_format(code, reply))
     try:
-        if code != 354:
-            raise SmtpFailure(_format(code, reply))
         conn.send(_dot_stuffed(envelope.data))
         code, reply = conn.getreply()
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -156,8 +157,8 @@ def _envelope(conn: smtplib.SMTP, envelope: Envelope) -> tuple[int, bytes, dict[
     """Send the envelope and DATA; returns DATA's reply and the refused recipients. A refusal
     of the sender or of every recipient raises ``SmtpFailure`` with the server's reply."""
     size = f" SIZE={len(envelope.data)}" if conn.has_extn("size") else ""
-    commands = [f"MAIL FROM:{smtplib.quoteaddr(envelope.sender)}{size}"]
-    commands += [f"RCPT TO:{smtplib.quoteaddr(rcpt)}" for rcpt in envelope.recipients]
+    commands = [f"MAIL FROM:{_path(envelope.sender)}{size}"]
+    commands += [f"RCPT TO:{_path(rcpt)}" for rcpt in envelope.recipients]
     commands.append("DATA")
     if conn.has_extn("pipelining"):
         conn.send("".join(command + "\r\n" for command in commands))
@@ -188,6 +189,15 @@ def _envelope(conn: smtplib.SMTP, envelope: Envelope) -> tuple[int, bytes, dict[
         more = f" (all {len(rejected)} recipients refused)" if len(rejected) > 1 else ""
         raise SmtpFailure(first + more)
     return data_code, data_reply, rejected
+
+
+def _path(address: str) -> str:
+    """``<address>`` for MAIL FROM / RCPT TO. Addresses arrive validated (the API's, or a
+    mailbox's own), so smtplib's ``quoteaddr`` re-parse is not needed; nothing that could end
+    the command line or the path is ever sent."""
+    if not address.isascii() or any(ch in address for ch in "\r\n<> "):
+        raise SmtpFailure(f"refusing to send to an unsafe address {address!r}")
+    return f"<{address}>"
 
 
 def _dot_stuffed(data: bytes) -> bytes:

@@ -11,6 +11,7 @@ envelope only.
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,12 +161,20 @@ def parse_address(field: str, value: str) -> Recipient:
         cut = raw.rindex("<")
         name, raw = _unquote_name(raw[:cut].strip()), raw[cut + 1 : -1].strip()
     try:
-        checked = validate_email(
-            raw, check_deliverability=False, allow_smtputf8=False, test_environment=True
-        )
+        address = checked_address(raw)
     except EmailNotValidError as exc:
         raise ValidationFailed(f"{field}: invalid email address ({exc})") from None
-    return Recipient(checked.ascii_email or checked.normalized, name)
+    return Recipient(address, name)
+
+
+@functools.lru_cache(maxsize=4096)
+def checked_address(raw: str) -> str:
+    """The address as sent (ASCII, IDN domains in punycode); remembered, as most senders
+    write to the same addresses again (``email_validator`` is the costliest part of a send)."""
+    checked = validate_email(
+        raw, check_deliverability=False, allow_smtputf8=False, test_environment=True
+    )
+    return checked.ascii_email or checked.normalized
 
 
 def _unquote_name(name: str) -> str:
