@@ -517,8 +517,9 @@ def report(
         "",
         "The API's floor in the same run, without any mail I/O: `GET /healthz` (HTTP and "
         f"uvicorn only) p50 {pct(floor['healthz'], 0.5):.2f} ms, p95 "
-        f"{pct(floor['healthz'], 0.95):.2f} ms; `GET /api/v1/me` (adds the API guard: key "
-        f"lookup in SQLite, rate bucket, routing) p50 {pct(floor['me'], 0.5):.2f} ms, p95 "
+        f"{pct(floor['healthz'], 0.95):.2f} ms; `GET /api/v1/me` (adds the API guard, "
+        "routing, and an ORM read of the workspace through a session dependency, four "
+        f"worker-thread hops in all) p50 {pct(floor['me'], 0.5):.2f} ms, p95 "
         f"{pct(floor['me'], 0.95):.2f} ms.",
     ]
     lines.append("")
