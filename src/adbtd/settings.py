@@ -5,9 +5,11 @@ Nothing reads the environment at import time; callers build a ``Settings`` once 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -24,12 +26,15 @@ MIN_SECRET_LENGTH = 32
 class Settings(BaseSettings):
     """The platform's configuration; ``env="embedded"`` is the one-machine default."""
 
-    model_config = SettingsConfigDict(env_prefix="ADBTD_", extra="ignore")
+    # A refused value is never echoed back: several settings are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="ADBTD_", extra="ignore", hide_input_in_errors=True
+    )
 
     env: Literal["embedded", "production"] = "embedded"
     data_dir: Path = Path("var")
     database_url: str = ""
-    secret_key: str = ""
+    secret_key: str = Field(default="", repr=False)
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -61,7 +66,7 @@ class Settings(BaseSettings):
     mx_hostname: str = ""
     dns_hosting_provider: Literal["local", "pdns"] = "local"
     pdns_api_url: str = "http://127.0.0.1:8081"
-    pdns_api_key: str = ""
+    pdns_api_key: str = Field(default="", repr=False)
     pdns_server_id: str = "localhost"
     pdns_local: bool = False
     pdns_dns_port: int = Field(default=10053, gt=0, lt=65536)
@@ -79,9 +84,9 @@ class Settings(BaseSettings):
 
     billing_provider: Literal["local", "stripe"] = "local"
     billing_prices: str = "usd:domain=1.00,ip=5.00,mailbox=2.00"
-    stripe_api_key: str = ""
+    stripe_api_key: str = Field(default="", repr=False)
     stripe_api_base: str = ""
-    stripe_webhook_secret: str = ""
+    stripe_webhook_secret: str = Field(default="", repr=False)
     stripe_prices: str = ""
 
     session_hours: float = Field(default=168.0, gt=0)
@@ -211,14 +216,22 @@ def build_settings(**overrides: object) -> Settings:
 
 
 def _embedded_secret(data_dir: Path) -> str:
-    """Generate the embedded default's secret once and keep it in the data directory."""
+    """Generate the embedded default's secret once and keep it in the data directory.
+
+    Written private from the first byte (a temp file created 0600), then linked into place,
+    which fails if another process got there first: then both use the one that is there."""
     path = data_dir / "secret.key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(value + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return value
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".secret.key.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,28 @@ def test_embedded_default_generates_and_keeps_a_secret(tmp_path: Path) -> None:
 def test_production_refuses_placeholder_secret(tmp_path: Path, secret: str) -> None:
     with pytest.raises(ValidationError, match="ADBTD_SECRET_KEY"):
         build_settings(env="production", data_dir=tmp_path, secret_key=secret)
+
+
+def test_processes_starting_together_agree_on_one_secret(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: build_settings(data_dir=tmp_path).secret_key, range(16)))
+    assert len(keys) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]  # no temp file left
+
+
+def test_secrets_never_appear_in_errors_or_reprs(tmp_path: Path) -> None:
+    secret = "sk_live_" + "q" * 40
+    with pytest.raises(ValidationError) as refused:
+        build_settings(
+            env="production", data_dir=tmp_path, secret_key="changeme", stripe_api_key=secret
+        )
+    assert "changeme" not in str(refused.value)
+    with pytest.raises(ValidationError) as bad_type:
+        build_settings(data_dir=tmp_path, http_port=secret)
+    assert secret not in str(bad_type.value)
+    settings = build_settings(data_dir=tmp_path, stripe_api_key=secret, pdns_api_key=secret)
+    for text in (repr(settings), str(settings)):
+        assert secret not in text and settings.secret_key not in text
 
 
 def test_production_accepts_real_secret(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
         engine = create_engine(
             url,
             echo=echo,
+            hide_parameters=True,
             connect_args={
                 "isolation_level": None,
                 "check_same_thread": False,
@@ -71,7 +72,9 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
         else:
             event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=20
+    )
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
