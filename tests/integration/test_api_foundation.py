@@ -110,6 +110,7 @@ def test_unexpected_exception_is_500_with_request_id_and_logged(
     assert error["requestId"] == response.headers["x-request-id"]
     assert "secret internals" not in response.text and "Traceback" not in response.text
     assert any(error["requestId"] in rec.getMessage() for rec in caplog.records)
+    assert {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= set(response.headers)
 
 
 def test_rate_limit_burst_then_429_with_headers(
@@ -135,6 +136,41 @@ def test_rate_limit_burst_then_429_with_headers(
             assert_envelope(limited, 429, "rate_limited")
             assert 1 <= int(limited.headers["retry-after"]) <= 10
             assert limited.headers["ratelimit-remaining"] == "0"
+    finally:
+        runtime.close()
+
+
+def test_each_route_draws_from_its_bucket_and_429_comes_before_400(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    runtime = Runtime.from_settings(
+        settings_factory(
+            rate_default_burst=3, rate_send_burst=1, rate_fetch_burst=2, rate_send_per_minute=1
+        )
+    )
+    try:
+        with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+            tenant = _tenant_on(runtime)
+            send = "/api/v1/mailboxes/mb_nosuchmailbox0000000/send"
+            first = client.post(send, headers=tenant.headers, json={})
+            assert first.status_code == 400 and first.headers["ratelimit-limit"] == "1"
+            # The send bucket is empty: a malformed body is not even read (429 before 400).
+            broken = {**tenant.headers, "Content-Type": "application/json"}
+            limited = client.post(send, headers=broken, content=b"{not json")
+            assert_envelope(limited, 429, "rate_limited")
+            assert "send bucket" in limited.json()["error"]["message"]
+            fetch = "/api/v1/mailboxes/mb_nosuchmailbox0000000/messages"
+            assert [client.get(fetch, headers=tenant.headers).status_code for _ in range(3)] == [
+                404,
+                404,
+                429,
+            ]
+            me = client.get("/api/v1/me", headers=tenant.headers)  # the default bucket is apart
+            assert me.status_code == 200 and me.headers["ratelimit-limit"] == "3"
+            missing = client.get(
+                "/api/v1/domains/dom_nosuchdomain000000000", headers=tenant.headers
+            )
+            assert missing.status_code == 404 and "ratelimit-remaining" in missing.headers
     finally:
         runtime.close()
 

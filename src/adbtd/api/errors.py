@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adbtd.errors import AdbtdError
+from adbtd.services.ratelimit import Decision
 
 STATUS_BY_CODE = {
     "validation_error": 400,
@@ -81,10 +82,24 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(code, message, headers=headers)
 
 
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    """The ``RateLimit-*`` headers every authenticated response carries."""
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(decision.reset_seconds),
+    }
+
+
 async def _on_unexpected(request: Request, _exc: Exception) -> JSONResponse:
-    """The envelope for a bug; the traceback is logged by the request middleware, never sent."""
+    """The envelope for a bug; the traceback is logged by the request middleware, never sent.
+    Answered outside the guard middleware, so the rate headers are added here."""
     request_id = getattr(request.state, "request_id", None)
-    return error_response("internal_error", "unexpected server error", requestId=request_id)
+    decision = getattr(request.state, "rate_limit", None)
+    headers = rate_limit_headers(decision) if isinstance(decision, Decision) else None
+    return error_response(
+        "internal_error", "unexpected server error", headers=headers, requestId=request_id
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adbtd.api.errors import STATUS_BY_CODE
+from adbtd.api.errors import STATUS_BY_CODE, rate_limit_headers
 from adbtd.db.key_lookup import KeyLookup
 from adbtd.errors import Unauthorized
 from adbtd.runtime import Runtime
@@ -145,7 +145,8 @@ class ApiGuardMiddleware:
                 [*limit_headers, (b"retry-after", str(decision.retry_after).encode())],
             )
             return
-        scope.setdefault("state", {})["auth"] = auth
+        state = scope.setdefault("state", {})
+        state["auth"], state["rate_limit"] = auth, decision
 
         async def send_with_limits(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -179,8 +180,4 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"ratelimit-limit", str(decision.limit).encode()),
-        (b"ratelimit-remaining", str(decision.remaining).encode()),
-        (b"ratelimit-reset", str(decision.reset_seconds).encode()),
-    ]
+    return [(k.lower().encode(), v.encode()) for k, v in rate_limit_headers(decision).items()]
