@@ -63,8 +63,10 @@ def test_errors_exit_nonzero_with_a_clear_message(settings: Settings) -> None:
     assert bad.returncode == 1 and "validation_error" in bad.stderr
     missing = run_cli(settings, "keys", "create", "nope", "--name", "x", check=False)
     assert missing.returncode == 1 and "not_found" in missing.stderr
-    unknown = run_cli(settings, "keys", "revoke", "key_doesnotexist", check=False)
+    unknown = run_cli(settings, "keys", "revoke", "key_" + "x" * 20, check=False)
     assert unknown.returncode == 1 and "not_found" in unknown.stderr
+    malformed = run_cli(settings, "keys", "revoke", "key_doesnotexist", check=False)
+    assert malformed.returncode == 1 and "validation_error" in malformed.stderr
 
 
 def test_cli_writes_while_server_writes(settings: Settings, runtime: Runtime) -> None:

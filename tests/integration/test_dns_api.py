@@ -81,8 +81,10 @@ def test_verify_is_scoped_to_the_workspace_and_to_provisioned_domains(
     foreign = client.post(f"/api/v1/domains/{seeded.id}/verify", headers=other.headers)
     assert foreign.status_code == 404
     assert foreign.json()["error"]["code"] == "not_found"
-    unknown = client.post("/api/v1/domains/dom_nope/verify", headers=owner.headers)
+    unknown = client.post("/api/v1/domains/dom_" + "n" * 20 + "/verify", headers=owner.headers)
     assert unknown.status_code == 404
+    malformed = client.post("/api/v1/domains/dom_nope/verify", headers=owner.headers)
+    assert malformed.status_code == 400
     early = client.post(f"/api/v1/domains/{pending.id}/verify", headers=owner.headers)
     assert early.status_code == 409
     assert early.json()["error"]["code"] == "conflict"

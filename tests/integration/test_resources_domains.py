@@ -289,15 +289,15 @@ def test_other_workspace_domain_is_404_and_untouched(
     "bad_id",
     ["nope", "dom_short", "mb_" + "a" * 20, "dom_" + "a" * 19 + "!", "dom_" + "a" * 21, "%00"],
 )
-def test_wrong_id_shapes_are_404(
+def test_wrong_id_shapes_are_400(
     client: TestClient, runtime: Runtime, ready: Tenant, bad_id: str
 ) -> None:
     before = snapshot(runtime)
     assert_envelope(
-        client.get(f"/api/v1/domains/{bad_id}", headers=ready.headers), 404, "not_found"
+        client.get(f"/api/v1/domains/{bad_id}", headers=ready.headers), 400, "validation_error"
     )
     assert_envelope(
-        client.delete(f"/api/v1/domains/{bad_id}", headers=ready.headers), 404, "not_found"
+        client.delete(f"/api/v1/domains/{bad_id}", headers=ready.headers), 400, "validation_error"
     )
     assert snapshot(runtime) == before
 

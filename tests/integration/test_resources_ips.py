@@ -277,11 +277,13 @@ def test_free_inventory_ip_id_is_404(client: TestClient, runtime: Runtime, ready
 
 
 @pytest.mark.parametrize("bad_id", ["x", "ip_", "dom_" + "a" * 20, "ip_" + "a" * 25])
-def test_wrong_ip_id_shapes_are_404(
+def test_wrong_ip_id_shapes_are_400(
     client: TestClient, runtime: Runtime, ready: Tenant, bad_id: str
 ) -> None:
     before = snapshot(runtime)
-    assert_envelope(client.delete(f"/api/v1/ips/{bad_id}", headers=ready.headers), 404, "not_found")
+    assert_envelope(
+        client.delete(f"/api/v1/ips/{bad_id}", headers=ready.headers), 400, "validation_error"
+    )
     assert snapshot(runtime) == before
 
 

@@ -261,11 +261,11 @@ def test_other_workspace_mailbox_is_404_and_untouched(
 @pytest.mark.parametrize(
     "bad_id", ["1", "mb_", "ord_" + "a" * 20, "mb_" + "-" * 20, "mb_" + "a" * 200]
 )
-def test_wrong_mailbox_id_shapes_are_404(
+def test_wrong_mailbox_id_shapes_are_400(
     client: TestClient, runtime: Runtime, ready: Tenant, bad_id: str
 ) -> None:
     before = snapshot(runtime)
     for method in ("GET", "DELETE"):
         response = client.request(method, f"/api/v1/mailboxes/{bad_id}", headers=ready.headers)
-        assert_envelope(response, 404, "not_found")
+        assert_envelope(response, 400, "validation_error")
     assert snapshot(runtime) == before

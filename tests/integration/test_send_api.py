@@ -131,7 +131,7 @@ def test_unknown_foreign_and_inactive_mailboxes(
 ) -> None:
     body = {"to": env.bob.email, "subject": "s", "text": "x"}
     assert send(api, "mb_" + "x" * 20, **body).status_code == 404
-    assert send(api, "nonsense", **body).status_code == 404
+    assert send(api, "nonsense", **body).status_code == 400  # a malformed id
     other = make_tenant()
     foreign = api.post(f"/api/v1/mailboxes/{env.alice.id}/send", json=body, headers=other.headers)
     assert foreign.status_code == 404

@@ -14,7 +14,7 @@ from adbtd.clock import utcnow
 from adbtd.db.key_lookup import KeyLookup
 from adbtd.db.models import ApiKey, Workspace
 from adbtd.errors import NotFound, Unauthorized, ValidationFailed
-from adbtd.ids import looks_like_id, new_id
+from adbtd.ids import check_id, new_id
 
 TOKEN_PREFIX = "adbtd_live_"  # noqa: S105 - a public prefix, not a secret
 TOKEN_SECRET_LENGTH = 43  # len(secrets.token_urlsafe(32))
@@ -75,7 +75,7 @@ def create_key(session: Session, *, workspace_id: str, name: str) -> CreatedKey:
 
 def revoke_key(session: Session, *, key_id: str, workspace_id: str | None = None) -> ApiKey:
     """Revoke a key (idempotent); with ``workspace_id`` only that workspace's key is found."""
-    key = session.get(ApiKey, key_id) if looks_like_id(key_id, "key") else None
+    key = session.get(ApiKey, check_id(key_id, "key", "API key"))
     if key is None or (workspace_id is not None and key.workspace_id != workspace_id):
         raise NotFound("API key not found")
     if key.revoked_at is None:

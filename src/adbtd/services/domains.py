@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from adbtd.db.models import Domain, Mailbox
 from adbtd.errors import NotFound
-from adbtd.ids import looks_like_id
+from adbtd.ids import check_id
 from adbtd.services import billing, node_sync
 
 PENDING = "pending_provision"
@@ -29,8 +29,8 @@ def list_domains(session: Session, *, workspace_id: str) -> list[Domain]:
 
 
 def get_domain(session: Session, *, workspace_id: str, domain_id: str) -> Domain:
-    """One domain of this workspace; anything else (other workspace, bad id) is 404."""
-    domain = session.get(Domain, domain_id) if looks_like_id(domain_id, "dom") else None
+    """One domain of this workspace: a malformed id is 400, anything else 404."""
+    domain = session.get(Domain, check_id(domain_id, "dom", "domain"))
     if domain is None or domain.workspace_id != workspace_id:
         raise NotFound("domain not found")
     return domain

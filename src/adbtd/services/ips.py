@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from adbtd.db.models import DedicatedIp, Mailbox
 from adbtd.errors import Conflict, NotFound
-from adbtd.ids import looks_like_id
+from adbtd.ids import check_id
 from adbtd.services import billing, inventory, node_sync
 from adbtd.services.mailboxes import ip_loads, spread
 
@@ -27,8 +27,8 @@ def list_ips(session: Session, *, workspace_id: str) -> list[DedicatedIp]:
 
 
 def get_ip(session: Session, *, workspace_id: str, ip_id: str) -> DedicatedIp:
-    """One address this workspace holds; anything else (other workspace, bad id) is 404."""
-    ip = session.get(DedicatedIp, ip_id) if looks_like_id(ip_id, "ip") else None
+    """One address this workspace holds: a malformed id is 400, anything else 404."""
+    ip = session.get(DedicatedIp, check_id(ip_id, "ip", "dedicated IP"))
     if ip is None or ip.workspace_id != workspace_id or ip.status not in inventory.HELD_STATUSES:
         raise NotFound("dedicated IP not found")
     return ip

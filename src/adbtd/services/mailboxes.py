@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from adbtd.clock import utcnow
 from adbtd.db.models import DedicatedIp, Mailbox
 from adbtd.errors import NotFound
-from adbtd.ids import looks_like_id, new_id
+from adbtd.ids import check_id, new_id
 from adbtd.services import billing, node_sync
 from adbtd.services.secretbox import SecretBox
 
@@ -35,8 +35,8 @@ def list_mailboxes(session: Session, *, workspace_id: str) -> list[tuple[Mailbox
 
 
 def get_mailbox(session: Session, *, workspace_id: str, mailbox_id: str) -> Mailbox:
-    """One mailbox of this workspace; anything else (other workspace, bad id) is 404."""
-    mailbox = session.get(Mailbox, mailbox_id) if looks_like_id(mailbox_id, "mb") else None
+    """One mailbox of this workspace: a malformed id is 400, anything else 404."""
+    mailbox = session.get(Mailbox, check_id(mailbox_id, "mb", "mailbox"))
     if mailbox is None or mailbox.workspace_id != workspace_id:
         raise NotFound("mailbox not found")
     return mailbox

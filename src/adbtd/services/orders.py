@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from adbtd.clock import utcnow
 from adbtd.db.models import Domain, Order
 from adbtd.errors import Conflict, NotFound, ValidationFailed
-from adbtd.ids import looks_like_id, new_id
+from adbtd.ids import check_id, new_id
 from adbtd.services import billing, domains, inventory, ips, mailboxes
 from adbtd.services.names import email_domain, normalize_domain_name, normalize_emails
 from adbtd.settings import Settings
@@ -195,8 +195,8 @@ def list_orders(
 
 
 def get_order(session: Session, *, workspace_id: str, order_id: str) -> Order:
-    """One order of this workspace; anything else (other workspace, bad id) is 404."""
-    order = session.get(Order, order_id) if looks_like_id(order_id, "ord") else None
+    """One order of this workspace: a malformed id is 400, anything else 404."""
+    order = session.get(Order, check_id(order_id, "ord", "order"))
     if order is None or order.workspace_id != workspace_id:
         raise NotFound("order not found")
     return order
