@@ -6,11 +6,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from adbtd.clock import utcnow
 from adbtd.db.models import DedicatedIp, Domain, Mailbox, Order
@@ -126,8 +127,10 @@ def test_order_routes_isolation_and_shapes(
     assert client.get("/api/v1/orders", headers=intruder.headers).json() == {"data": []}
     for bad in ("ord_x", "dom_" + "a" * 20, "ord_" + "a" * 30):
         assert_envelope(
-            client.get(f"/api/v1/orders/{bad}", headers=tenant.headers), 404, "not_found"
+            client.get(f"/api/v1/orders/{bad}", headers=tenant.headers), 400, "validation_error"
         )
+    unknown = client.get("/api/v1/orders/ord_" + "a" * 20, headers=tenant.headers)
+    assert_envelope(unknown, 404, "not_found")
     for bad_limit in ("0", "101", "x"):
         response = client.get(f"/api/v1/orders?limit={bad_limit}", headers=tenant.headers)
         assert_envelope(response, 400, "validation_error")
@@ -331,3 +334,46 @@ def test_claim_skips_orders_within_their_lease(runtime: Runtime, tenant: Tenant)
             provisioning.claim_next_order(session, worker_id="me", lease_seconds=5)
             == placed.order_id
         )
+
+
+def test_two_first_orders_at_once_make_one(runtime: Runtime, tenant: Tenant) -> None:
+    """The second waits for the first to commit (the workspace lock), then sees its domain."""
+    add_inventory(runtime)
+    placed, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with runtime.db.transaction() as session:
+            orders.place_first_order(
+                session,
+                workspace_id=tenant.workspace_id,
+                domain=unique_domain(),
+                ip_count=1,
+                emails=[],
+                settings=runtime.settings,
+            )
+            placed.set()
+            release.wait(10)
+
+    def second() -> str:
+        try:
+            place(runtime, tenant)
+        except Conflict:
+            return "conflict"
+        return "placed"
+
+    with ThreadPoolExecutor(2) as pool:
+        one = pool.submit(first)
+        assert placed.wait(10)
+        two = pool.submit(second)
+        time.sleep(0.3)
+        assert not two.done()  # waiting for the first order's transaction
+        release.set()
+        one.result(timeout=10)
+        assert two.result(timeout=20) == "conflict"
+    with runtime.db.transaction() as session:
+        count = session.scalar(
+            select(func.count())
+            .select_from(Domain)
+            .where(Domain.workspace_id == tenant.workspace_id)
+        )
+    assert count == 1

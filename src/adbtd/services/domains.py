@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from adbtd.db.models import Domain, Mailbox
 from adbtd.errors import NotFound
 from adbtd.ids import check_id
-from adbtd.services import billing, node_sync
+from adbtd.services import billing, node_sync, workspaces
 
 PENDING = "pending_provision"
 UNVERIFIED = "unverified"
@@ -48,6 +48,7 @@ def domain_exists(session: Session, *, name: str) -> bool:
 
 def delete_domain(session: Session, *, workspace_id: str, domain_id: str) -> list[str]:
     """Delete a domain and its mailboxes; returns the ids of the mailboxes that went with it."""
+    workspaces.lock_workspace(session, workspace_id)
     domain = get_domain(session, workspace_id=workspace_id, domain_id=domain_id)
     deleted = list(session.scalars(select(Mailbox.id).where(Mailbox.domain_id == domain.id)))
     session.execute(

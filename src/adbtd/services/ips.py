@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from adbtd.db.models import DedicatedIp, Mailbox
 from adbtd.errors import Conflict, NotFound
 from adbtd.ids import check_id
-from adbtd.services import billing, inventory, node_sync
+from adbtd.services import billing, inventory, node_sync, workspaces
 from adbtd.services.mailboxes import ip_loads, spread
 
 
@@ -46,8 +46,9 @@ def release_ip(
     Refused (409) while the address's order is still pending, or when mailboxes sit on it and
     no other assigned IP is left to take them.
     """
-    # Two releases at once must not each move the mailboxes onto the other's IP: lock the
-    # workspace's addresses (in one order, so concurrent releases queue instead of deadlocking).
+    # Two releases at once must not each move the mailboxes onto the other's IP, nor a domain
+    # or mailbox order count on an IP going away: the workspace lock serializes them.
+    workspaces.lock_workspace(session, workspace_id)
     inventory.workspace_ips(session, workspace_id=workspace_id, lock=True)
     ip = get_ip(session, workspace_id=workspace_id, ip_id=ip_id)
     if ip.status != inventory.ASSIGNED:

@@ -15,7 +15,7 @@ from adbtd.clock import utcnow
 from adbtd.db.models import DedicatedIp, Mailbox
 from adbtd.errors import NotFound
 from adbtd.ids import check_id, new_id
-from adbtd.services import billing, node_sync
+from adbtd.services import billing, node_sync, workspaces
 from adbtd.services.secretbox import SecretBox
 
 PENDING = "pending_provision"
@@ -51,6 +51,7 @@ def mailbox_address(session: Session, mailbox: Mailbox) -> str | None:
 
 def delete_mailbox(session: Session, *, workspace_id: str, mailbox_id: str) -> str:
     """Delete a mailbox; the node drops its login and mail on its next reconcile."""
+    workspaces.lock_workspace(session, workspace_id)
     mailbox = get_mailbox(session, workspace_id=workspace_id, mailbox_id=mailbox_id)
     email = mailbox.email
     session.delete(mailbox)

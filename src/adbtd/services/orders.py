@@ -18,7 +18,7 @@ from adbtd.clock import utcnow
 from adbtd.db.models import Domain, Order
 from adbtd.errors import Conflict, NotFound, ValidationFailed
 from adbtd.ids import check_id, new_id
-from adbtd.services import billing, domains, inventory, ips, mailboxes
+from adbtd.services import billing, domains, inventory, ips, mailboxes, workspaces
 from adbtd.services.names import email_domain, normalize_domain_name, normalize_emails
 from adbtd.settings import Settings
 
@@ -62,6 +62,7 @@ def place_first_order(
     strangers = [email for email in addresses if email_domain(email) != name]
     if strangers:
         raise ValidationFailed(f"{strangers[0]} is not on {name}; first-order mailboxes must be")
+    workspaces.lock_workspace(session, workspace_id)
     billing.require_payment_method(session, workspace_id=workspace_id, base_url=settings.base_url)
     if domains.workspace_has_domain(session, workspace_id=workspace_id) or ips.workspace_has_ip(
         session, workspace_id=workspace_id
@@ -108,6 +109,7 @@ def place_domain_order(
     """Add a domain (POST /domains): needs a dedicated IP; the name must be new platform-wide."""
     normalized = normalize_domain_name(name)
     _check_mode(mode)
+    workspaces.lock_workspace(session, workspace_id)
     billing.require_payment_method(session, workspace_id=workspace_id, base_url=settings.base_url)
     if not ips.workspace_has_ip(session, workspace_id=workspace_id):
         raise Conflict(
@@ -137,6 +139,7 @@ def place_ip_order(
 ) -> PlacedOrder:
     """Order more dedicated IPs (POST /ips): needs a domain; 503 when the inventory is short."""
     _check_ip_count(count)
+    workspaces.lock_workspace(session, workspace_id)
     billing.require_payment_method(session, workspace_id=workspace_id, base_url=settings.base_url)
     if not domains.workspace_has_domain(session, workspace_id=workspace_id):
         raise Conflict("the workspace has no domain; add one before ordering IPs")
@@ -151,6 +154,7 @@ def place_mailbox_order(
 ) -> PlacedOrder:
     """Create mailboxes (POST /mailboxes) on domains of this workspace."""
     addresses = _check_emails(emails, minimum=1)
+    workspaces.lock_workspace(session, workspace_id)
     billing.require_payment_method(session, workspace_id=workspace_id, base_url=settings.base_url)
     wanted = sorted({email_domain(email) for email in addresses})
     rows = session.execute(

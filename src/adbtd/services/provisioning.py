@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from adbtd.clock import utcnow
 from adbtd.db.models import Domain, Mailbox, Order
-from adbtd.services import billing, domains, inventory, mailboxes, node_sync
+from adbtd.services import billing, domains, inventory, mailboxes, node_sync, workspaces
 from adbtd.services.mailboxes import ip_loads, spread
 from adbtd.services.node_state import DKIM_KEY_PURPOSE
 from adbtd.services.orders import COMPLETED, FAILED, PENDING
@@ -122,6 +122,7 @@ def complete_order(
     order = _owned(session, order_id=order_id, worker_id=worker_id)
     if order is None:
         return False
+    workspaces.lock_workspace(session, order.workspace_id)  # before its domains, IPs, mailboxes
     _finish_domains(session, order=order, made=made, secret_key=secret_key)
     inventory.assign_reserved(session, order_id=order.id)
     _finish_mailboxes(session, order=order, made=made, secret_key=secret_key)
@@ -184,6 +185,7 @@ def fail_order(session: Session, *, order_id: str, reason: str) -> bool:
     )
     if order is None:
         return False
+    workspaces.lock_workspace(session, order.workspace_id)
     session.execute(
         delete(Mailbox)
         .where(Mailbox.order_id == order.id, Mailbox.status == mailboxes.PENDING)

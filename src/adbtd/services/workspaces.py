@@ -36,6 +36,15 @@ def create_workspace(
     return workspace
 
 
+def lock_workspace(session: Session, workspace_id: str) -> None:
+    """Serialize changes to one workspace's resources (PostgreSQL ``FOR UPDATE`` on its row;
+    SQLite's writers are serialized already). Every write service takes it first, before any
+    domain, IP or mailbox row, so two changes of one workspace queue instead of racing past
+    each other's checks (two first orders, a domain added while its last IP is released) or
+    deadlocking on each other's rows."""
+    session.execute(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
+
+
 def get_workspace(session: Session, workspace_id: str) -> Workspace:
     workspace = session.get(Workspace, workspace_id)
     if workspace is None:
