@@ -140,7 +140,8 @@ def test_worker_killed_mid_order_leaves_nothing_half_done(
             emails=[f"a@{name}", f"b@{name}"],
             settings=runtime.settings,
         )
-    doomed = spawn_worker("--lease-seconds", "2", "--pause-before-apply", "120")
+    # The default 60 s lease: the survivor must see that the claim's process is gone.
+    doomed = spawn_worker("--pause-before-apply", "120")
     wait_until(lambda: order_row(runtime, placed.order_id).claimed_by is not None, "the claim")
     time.sleep(1.0)  # well inside the pause: keys and hashes are made, nothing applied
     doomed.send_signal(signal.SIGKILL)

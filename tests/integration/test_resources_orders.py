@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ from adbtd.db.models import DedicatedIp, Domain, Mailbox, Order
 from adbtd.errors import Conflict, InventoryUnavailable, PaymentRequired, ValidationFailed
 from adbtd.runtime import Runtime
 from adbtd.services import orders, provisioning
-from adbtd.workers.orders import MAX_ATTEMPTS, OrderWorker
+from adbtd.workers.orders import MAX_ATTEMPTS, OrderWorker, worker_host
 from tests.conftest import Tenant
 from tests.integration.test_api_foundation import assert_envelope
 from tests.support.resources import (
@@ -377,3 +380,45 @@ def test_two_first_orders_at_once_make_one(runtime: Runtime, tenant: Tenant) -> 
             .where(Domain.workspace_id == tenant.workspace_id)
         )
     assert count == 1
+
+
+def test_claims_of_dead_processes_are_freed_and_live_ones_kept(
+    runtime: Runtime, make_tenant: Callable[..., Tenant]
+) -> None:
+    add_inventory(runtime)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    holders = {
+        "dead": f"{worker_host()}:{gone.pid}:0000",
+        "alive": f"{worker_host()}:{os.getpid()}:0000",
+        "elsewhere": "another-host:1:0000",
+    }
+    placed = {}
+    for label, holder in holders.items():
+        placed[label] = place(runtime, make_tenant()).order_id
+        with runtime.db.transaction() as session:
+            session.execute(
+                update(Order)
+                .where(Order.id == placed[label])
+                .values(claimed_by=holder, claimed_until=utcnow() + timedelta(hours=1))
+            )
+    worker = OrderWorker(runtime, poll_seconds=0.05)
+    assert worker.resume_dead_claims() == [placed["dead"]]
+    assert worker.drain() == 1
+    with runtime.db.transaction() as session:
+        status = {
+            label: session.scalar(select(Order.status).where(Order.id == oid))
+            for label, oid in placed.items()
+        }
+        assert status == {
+            "dead": "completed",
+            "alive": "pending_provision",
+            "elsewhere": "pending_provision",
+        }
+        kept = provisioning.extend_claim(
+            session, order_id=placed["alive"], worker_id=holders["alive"], lease_seconds=5
+        )
+        assert kept
+        assert not provisioning.extend_claim(
+            session, order_id=placed["alive"], worker_id="someone:else:1", lease_seconds=5
+        )

@@ -9,6 +9,7 @@ transactions, in the worker, without holding a database lock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -78,6 +79,43 @@ def claim_next_order(session: Session, *, worker_id: str, lease_seconds: float) 
         .execution_options(synchronize_session=False)
     )
     return session.execute(stmt).scalar_one_or_none()
+
+
+def release_dead_claims(session: Session, *, host: str, alive: Callable[[int], bool]) -> list[str]:
+    """Free the claims of workers of this host whose process is gone (a killed ``serve`` or
+    ``adbtd worker``), so a restart resumes their orders at once instead of after the lease.
+    Worker ids are ``host:pid:random``; a claim whose pid is alive (or reused) keeps its lease."""
+    claimed = session.execute(
+        select(Order.id, Order.claimed_by)
+        .where(Order.status == PENDING, Order.claimed_by.like(f"{host}:%"))
+        .with_for_update(skip_locked=True)
+    ).all()
+    dead = []
+    for order_id, worker in claimed:
+        _host, _sep, rest = str(worker).partition(":")
+        pid = rest.partition(":")[0]
+        if pid.isdigit() and not alive(int(pid)):
+            dead.append(order_id)
+    if dead:
+        session.execute(
+            update(Order)
+            .where(Order.id.in_(dead), Order.status == PENDING)
+            .values(claimed_until=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return dead
+
+
+def extend_claim(session: Session, *, order_id: str, worker_id: str, lease_seconds: float) -> bool:
+    """Push a held claim's lease forward (slow work such as a registrar call); False if lost."""
+    kept = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.status == PENDING, Order.claimed_by == worker_id)
+        .values(claimed_until=utcnow() + timedelta(seconds=lease_seconds))
+        .returning(Order.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return kept is not None
 
 
 def _owned(session: Session, *, order_id: str, worker_id: str) -> Order | None:

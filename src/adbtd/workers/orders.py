@@ -30,9 +30,28 @@ MAX_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 2.0
 
 
+class ClaimLost(Exception):
+    """Another worker took the order over (our lease ran out): leave it to them."""
+
+
 def new_worker_id() -> str:
     """Unique per worker: host, process and a random tail (threads of one process differ)."""
-    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{worker_host()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def worker_host() -> str:
+    return socket.gethostname()[:30].replace(":", "-")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (signal 0 only asks)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 class OrderWorker(BackgroundLoop):
@@ -60,6 +79,7 @@ class OrderWorker(BackgroundLoop):
     def run(self) -> None:
         """Loop until ``stop``: drain the queue, then wait for a wake-up or the poll interval."""
         log.info("order worker %s started", self.worker_id)
+        self.resume_dead_claims()
         while not self._stop.is_set():
             try:
                 worked = self.run_once()
@@ -80,6 +100,8 @@ class OrderWorker(BackgroundLoop):
             return False
         try:
             self._process(order_id)
+        except ClaimLost:
+            log.info("order %s: claim lost while provisioning", order_id)
         except OrderFailed as exc:
             log.warning("order %s failed: %s", order_id, exc)
             with self.runtime.db.transaction() as session:
@@ -98,6 +120,20 @@ class OrderWorker(BackgroundLoop):
                     max_attempts=MAX_ATTEMPTS,
                 )
         return True
+
+    def resume_dead_claims(self) -> list[str]:
+        """Orders a killed worker of this host held are taken up now, not after their lease."""
+        try:
+            with self.runtime.db.transaction() as session:
+                freed = provisioning.release_dead_claims(
+                    session, host=worker_host(), alive=process_alive
+                )
+        except Exception:
+            log.exception("order worker %s: could not check for dead claims", self.worker_id)
+            return []
+        if freed:
+            log.info("resuming %d order(s) of a worker that died: %s", len(freed), ", ".join(freed))
+        return freed
 
     def drain(self) -> int:
         """Process orders until none is left to take (tests, ``adbtd worker --once``)."""
@@ -129,10 +165,22 @@ class OrderWorker(BackgroundLoop):
         else:
             log.info("order %s: claim lost before completing", order_id)
 
+    def _keep_claim(self, order_id: str) -> None:
+        with self.runtime.db.transaction() as session:
+            kept = provisioning.extend_claim(
+                session,
+                order_id=order_id,
+                worker_id=self.worker_id,
+                lease_seconds=self.lease_seconds,
+            )
+        if not kept:
+            raise ClaimLost(order_id)
+
     def _make(self, plan: OrderPlan) -> Provisioned:
         """The slow part: registrar calls, DKIM keys, mailbox passwords and their hashes."""
         made = Provisioned()
         for domain_id, name in plan.to_register.items():
+            self._keep_claim(plan.order_id)  # a registrar may be slow: renew before each call
             try:
                 self.registrar.register(name)
             except RegistrationFailed as exc:
