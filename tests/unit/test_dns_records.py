@@ -226,6 +226,24 @@ def test_spf_include_loop_stops_at_the_limit() -> None:
     assert "more than 10 DNS lookups" in verdict.error
 
 
+def test_spf_macro_targets_are_not_looked_up_but_the_rest_is_checked() -> None:
+    listed = FakeDns(
+        {
+            ("example.com", "TXT"): [
+                "v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.vali.email ip4:203.0.113.7 -all"
+            ]
+        }
+    )
+    verdict = evaluate_spf("example.com", ["203.0.113.7"], listed)
+    assert verdict.ok, verdict.error
+    assert verdict.lookups == 1  # the include still counts against the limit
+    only_macros = FakeDns({("example.com", "TXT"): ["v=spf1 redirect=%{d}._spf.example.net"]})
+    verdict = evaluate_spf("example.com", ["203.0.113.7"], only_macros)
+    assert not verdict.ok and verdict.error is not None
+    assert "203.0.113.7 (neutral)" in verdict.error
+    assert "macros are not evaluated: redirect=%{d}._spf.example.net" in verdict.error
+
+
 def test_spf_terms_after_all_and_redirect_with_all_are_not_followed() -> None:
     dns = FakeDns(
         {("example.com", "TXT"): ["v=spf1 ip4:192.0.2.1 -all include:x.example.net redirect=y.n"]}

@@ -189,6 +189,7 @@ class _Walker:
         self.lookup = lookup
         self.lookups = 0
         self.voids = 0
+        self.macros: list[str] = []  # terms with macros: they depend on each sender, not checked
 
     def count(self, what: str) -> None:
         self.lookups += 1
@@ -226,7 +227,10 @@ class _Walker:
         if record.redirect is not None:
             self.count(f"redirect={record.redirect}")
             target = _target(record.redirect, domain)
-            node.redirect = self.walk(target, self.record_for(target, "redirect=")[1])
+            if "%" in target:
+                self.macros.append(f"redirect={record.redirect}")
+            else:
+                node.redirect = self.walk(target, self.record_for(target, "redirect=")[1])
         return node
 
     def _resolve(self, domain: str, mech: SpfMechanism) -> frozenset[Network] | _Node | bool:
@@ -236,10 +240,13 @@ class _Walker:
             return frozenset({mech.network})
         self.count(mech.text)
         target = _target(mech.domain, domain)
+        if "%" in target:
+            self.macros.append(mech.text)
+            return False  # a macro names a different host for each sender
         if mech.kind == "include":
             return self.walk(target, self.record_for(target, mech.text)[1])
-        if "%" in target or mech.kind == "ptr":
-            return False  # macros need the sender; ptr is discouraged and never counted on
+        if mech.kind == "ptr":
+            return False  # discouraged (RFC 7208 section 5.5) and never counted on
         if mech.kind == "exists":
             found = bool(self.lookup.addresses(target))
             if not found:
@@ -310,9 +317,16 @@ def evaluate_spf(domain: str, ips: list[str], lookup: SpfLookup) -> SpfVerdict:
     results = {ip: check_host(tree, ip) for ip in ips}
     missing = [f"{ip} ({result})" for ip, result in results.items() if result != "pass"]
     if missing:
+        unchecked = (
+            f" (terms with macros are not evaluated: {', '.join(walker.macros)})"
+            if walker.macros
+            else ""
+        )
         return SpfVerdict(
             False,
-            "SPF does not authorize " + ", ".join(missing) + "; add ip4:<address> for each",
+            "SPF does not authorize "
+            + ", ".join(missing)
+            + f"; add ip4:<address> for each{unchecked}",
             records[0],
             walker.lookups,
             results,
