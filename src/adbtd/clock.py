@@ -18,3 +18,9 @@ def iso_ms(moment: datetime | None) -> str | None:
         moment = moment.astimezone(UTC)
     # isoformat: twice as fast as strftime, and four-digit years below 1000 too.
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def parse_iso(value: str) -> datetime:
+    """The inverse of ``iso_ms`` (any ISO-8601 string; naive ones are taken as UTC)."""
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

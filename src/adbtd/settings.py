@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     dns_verify_interval_seconds: float = Field(default=3600.0, gt=0)
     dns_retry_seconds: float = Field(default=60.0, gt=0)
     dns_poll_seconds: float = Field(default=5.0, gt=0)
+    dns_outage_grace_seconds: float = Field(default=86400.0, gt=0)
     dnsbl_zones: str = "zen.spamhaus.org"
     reputation_interval_seconds: float = Field(default=21600.0, gt=0)
     mx_hostname: str = ""

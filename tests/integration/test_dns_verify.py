@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from adbtd.adapters.dns_resolver import build_resolver
-from adbtd.clock import utcnow
+from adbtd.clock import iso_ms, utcnow
 from adbtd.db.models import Domain
 from adbtd.runtime import Runtime
 from adbtd.services.dns_verify import domains_due, verify_domain
@@ -216,6 +216,32 @@ def test_a_timeout_is_not_a_failure_and_keeps_the_flag(
         ("_dmarc.acme.test", "TXT", "udp"),
         ("_dmarc.acme.test", "TXT", "udp"),
     ]
+    began = results["dmarc"]["temporarySince"]
+    again = (verify(runtime, seeded).dns_results or {})["dmarc"]
+    assert again["temporarySince"] == began  # the outage is counted from its first timeout
+
+
+def test_a_record_silent_for_longer_than_the_grace_counts_as_failing(
+    runtime: Runtime, dns: DnsTestServer, seeded: SeededDomain
+) -> None:
+    publish_correct_records(dns, seeded)
+    assert verify(runtime, seeded).status == "verified"
+    dns.silent.add("_dmarc.acme.test")
+    assert verify(runtime, seeded).status == "verified"
+    long_ago = iso_ms(utcnow() - timedelta(seconds=runtime.settings.dns_outage_grace_seconds + 60))
+    with runtime.db.transaction() as session:
+        domain = session.get(Domain, seeded.id)
+        assert domain is not None and domain.dns_results is not None
+        results = dict(domain.dns_results)
+        results["dmarc"] = {**results["dmarc"], "temporarySince": long_ago}
+        domain.dns_results = results
+    domain = verify(runtime, seeded)
+    dmarc = (domain.dns_results or {})["dmarc"]
+    assert dmarc["status"] == "timeout" and dmarc["ok"] is False
+    assert f"no DNS answer for this record since {long_ago}" in dmarc["error"]
+    assert domain.dmarc_ok is False and domain.status == "unverified"
+    dns.silent.discard("_dmarc.acme.test")
+    assert verify(runtime, seeded).status == "verified"  # back as soon as DNS answers
 
 
 def test_a_resolver_that_never_answers_times_out_every_check(

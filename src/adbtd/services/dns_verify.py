@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from adbtd.adapters.dns_resolver import DnsLookupError, DnsResolver, DnsTimeout
-from adbtd.clock import iso_ms, utcnow
+from adbtd.clock import iso_ms, parse_iso, utcnow
 from adbtd.db.engine import Database
 from adbtd.db.models import DedicatedIp, Domain
 from adbtd.errors import NotFound
@@ -48,6 +48,7 @@ FLAG_COLUMNS: dict[Check, str] = {
 }
 Status = Literal["ok", "fail", "timeout", "dns_error"]
 TEMPORARY: frozenset[str] = frozenset({"timeout", "dns_error"})
+DEFAULT_OUTAGE_GRACE = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -134,25 +135,41 @@ def _run_one(run: Callable[[], CheckOutcome]) -> RecordResult:
 
 
 def apply_results(
-    domain: Domain, results: dict[Check, RecordResult], *, now: datetime
+    domain: Domain,
+    results: dict[Check, RecordResult],
+    *,
+    now: datetime,
+    outage_grace: timedelta = DEFAULT_OUTAGE_GRACE,
 ) -> dict[str, Any]:
-    """Set the flags, status, ``dns_results`` and ``last_verified_at`` on the row."""
+    """Set the flags, status, ``dns_results`` and ``last_verified_at`` on the row.
+
+    A timeout keeps the record's flag as it was, but not for ever: once DNS has not answered for
+    it during ``outage_grace`` (its name servers gone, say), the record counts as failing."""
     previous = dict(domain.dns_results or {})
-    stamp = iso_ms(now)
+    stamp = iso_ms(now) or ""
     for check, result in results.items():
         column = FLAG_COLUMNS[check]
-        if result.status not in TEMPORARY:
-            setattr(domain, column, result.status == "ok")
         last = previous.get(check)
         found = list(result.found)
-        if result.status in TEMPORARY and isinstance(last, dict):
-            found = list(last.get("found") or [])  # what DNS held when it last answered
+        error = result.error
+        entry: dict[str, Any] = {}
+        if result.status in TEMPORARY:
+            since = _temporary_since(last, stamp)
+            entry["temporarySince"] = since
+            if isinstance(last, dict):
+                found = list(last.get("found") or [])  # what DNS held when it last answered
+            if now - parse_iso(since) >= outage_grace:
+                setattr(domain, column, False)
+                error = f"no DNS answer for this record since {since}; counted as failing"
+        else:
+            setattr(domain, column, result.status == "ok")
         previous[check] = {
             "status": result.status,
             "ok": bool(getattr(domain, column)),
-            "error": result.error,
+            "error": error,
             "found": found,
             "checkedAt": stamp,
+            **entry,
         }
     previous["checkedAt"] = stamp
     domain.dns_results = previous
@@ -161,6 +178,15 @@ def apply_results(
         all_ok = all(getattr(domain, FLAG_COLUMNS[c]) for c in CHECKS)
         domain.status = VERIFIED if all_ok else UNVERIFIED
     return previous
+
+
+def _temporary_since(last: object, stamp: str) -> str:
+    """When the current run of timeouts for a record began (``stamp`` if it begins now)."""
+    if isinstance(last, dict) and last.get("status") in TEMPORARY:
+        since = last.get("temporarySince") or last.get("checkedAt")
+        if isinstance(since, str):
+            return since
+    return stamp
 
 
 def verify_domain(
@@ -186,7 +212,8 @@ def verify_domain(
         domain = session.get(Domain, domain_id, with_for_update=True)
         if domain is None:
             raise NotFound("domain not found")
-        apply_results(domain, results, now=utcnow())
+        grace = timedelta(seconds=settings.dns_outage_grace_seconds)
+        apply_results(domain, results, now=utcnow(), outage_grace=grace)
         return domain
 
 
