@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -13,9 +16,16 @@ from sqlalchemy import select
 
 from adbtd.api.app import create_app
 from adbtd.dashboard.app import ROUTE_MODULES
-from adbtd.db.models import ApiKey, BillingAccount, DashboardSession, Mailbox, User
+from adbtd.db.models import (
+    ApiKey,
+    BillingAccount,
+    DashboardSession,
+    LoginThrottle,
+    Mailbox,
+    User,
+)
 from adbtd.runtime import Runtime
-from adbtd.services import mailboxes
+from adbtd.services import mailboxes, users
 from adbtd.services.secretbox import SecretBox
 from adbtd.settings import Settings
 from tests.support.resources import add_inventory, provision, unique_domain
@@ -289,6 +299,50 @@ def test_unknown_account_and_wrong_password_answer_alike(browser: Browser) -> No
     wrong = browser.log_in("same@example.com", "not the password")
     assert unknown.status_code == wrong.status_code == 401
     assert "Wrong email or password." in unknown.text and "Wrong email or password." in wrong.text
+
+
+def test_an_unknown_account_costs_a_full_password_check(browser: Browser, runtime: Runtime) -> None:
+    """No timing oracle: the unknown account is checked against a dummy argon2 hash."""
+    with runtime.db.read() as session:
+        attempt = users.begin_sign_in(
+            session, email="nobody@example.com", client_ip="127.0.0.9", settings=runtime.settings
+        )
+    assert attempt.password_hash is None
+    started = time.perf_counter()
+    assert not users.password_matches(attempt, PASSWORD)
+    assert time.perf_counter() - started > 0.01  # an argon2id verification, not a shortcut
+
+
+def test_concurrent_failed_sign_ins_are_each_counted(runtime: Runtime) -> None:
+    with runtime.db.transaction() as session:
+        users.sign_up(
+            session,
+            email="race@example.com",
+            password_hash=users.hash_password(PASSWORD),
+            workspace_name="Race",
+            billing_provider="local",
+        )
+
+    def fail(n: int) -> None:
+        with runtime.db.read() as session:
+            attempt = users.begin_sign_in(
+                session,
+                email="race@example.com",
+                client_ip=f"10.0.0.{n}",
+                settings=runtime.settings,
+            )
+        barrier.wait(10)
+        with runtime.db.transaction() as session:
+            users.finish_sign_in(
+                session, attempt=attempt, matched=False, password="x", settings=runtime.settings
+            )
+
+    barrier = threading.Barrier(4)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(fail, range(4)))
+    with runtime.db.read() as session:
+        row = session.get(LoginThrottle, "account:race@example.com")
+        assert row is not None and row.failures == 4
 
 
 def test_api_key_plaintext_is_shown_exactly_once(browser: Browser, runtime: Runtime) -> None:

@@ -16,7 +16,9 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from adbtd.clock import utcnow
@@ -30,7 +32,7 @@ MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _HASHER = PasswordHasher()
-# Verified against when the account does not exist, so both answers take the same time.
+# Checked when the account does not exist, so both wrong answers take the same time.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 
@@ -78,12 +80,24 @@ def slug_for(session: Session, name: str) -> str:
     return slug
 
 
-def sign_up(
-    session: Session, *, email: str, password: str, workspace_name: str, billing_provider: str
-) -> User:
-    """Create a user, their workspace and the membership joining them."""
-    email = normalize_email(email)
+def hash_password(password: str) -> str:
+    """Check the password's length and hash it (argon2id, the slow part of a sign-up: call it
+    before the transaction, not inside it)."""
     check_password(password)
+    return _HASHER.hash(password)
+
+
+def sign_up(
+    session: Session,
+    *,
+    email: str,
+    password_hash: str,
+    workspace_name: str,
+    billing_provider: str,
+) -> User:
+    """Create a user (with the hash ``hash_password`` made), their workspace and the
+    membership joining them."""
+    email = normalize_email(email)
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("an account with this email already exists; sign in instead")
     workspace = workspaces.create_workspace(
@@ -93,7 +107,7 @@ def sign_up(
         billing_provider=billing_provider,
     )
     now = utcnow()
-    user = User(id=new_id("usr"), email=email, password_hash=_HASHER.hash(password), created_at=now)
+    user = User(id=new_id("usr"), email=email, password_hash=password_hash, created_at=now)
     session.add(user)
     session.flush()
     session.add(
@@ -103,28 +117,56 @@ def sign_up(
     return user
 
 
-def authenticate_password(
-    session: Session, *, email: str, password: str, client_ip: str, settings: Settings
-) -> User | None:
-    """Check a sign-in; None on a wrong password (the failure is counted, so commit it).
+@dataclass(frozen=True, slots=True)
+class SignInAttempt:
+    """A sign-in in progress: who, from where, and the stored hash (None: no such account)."""
 
-    Raises ``LoginLimited`` while the account or the address is over its failure limit.
-    """
+    email: str
+    client_ip: str
+    password_hash: str | None
+
+
+def begin_sign_in(
+    session: Session, *, email: str, client_ip: str, settings: Settings
+) -> SignInAttempt:
+    """Read-only first step: ``LoginLimited`` while the account or the address is over its
+    failure limit; else the account's hash, to be verified outside any transaction."""
     email = email.strip().lower()
-    keys = {
-        f"account:{email}": settings.login_max_failures,
-        f"ip:{client_ip}": settings.login_ip_max_failures,
-    }
-    _refuse_if_limited(session, keys, settings.login_window_seconds)
-    user = session.scalar(select(User).where(User.email == email))
-    if user is None or not _verify(user.password_hash if user else _DUMMY_HASH, password):
-        _count_failure(session, list(keys), settings.login_window_seconds)
+    _refuse_if_limited(session, _limits(email, client_ip, settings), settings.login_window_seconds)
+    stored = session.scalar(select(User.password_hash).where(User.email == email))
+    return SignInAttempt(email, client_ip, stored)
+
+
+def password_matches(attempt: SignInAttempt, password: str) -> bool:
+    """The slow argon2 check (run it with no transaction open). An unknown account is checked
+    against a dummy hash, so both wrong answers take the same time."""
+    matched = _verify(attempt.password_hash or _DUMMY_HASH, password)
+    return matched and attempt.password_hash is not None
+
+
+def finish_sign_in(
+    session: Session, *, attempt: SignInAttempt, matched: bool, password: str, settings: Settings
+) -> User | None:
+    """Record the outcome: a failure is counted (atomically, for every process at once); a
+    success clears the account's count. None on a failure, or if the account changed since."""
+    if not matched:
+        _count_failure(session, list(_limits(attempt.email, attempt.client_ip, settings)), settings)
         return None
-    session.execute(delete(LoginThrottle).where(LoginThrottle.key == f"account:{email}"))
+    user = session.scalar(select(User).where(User.email == attempt.email))
+    if user is None or user.password_hash != attempt.password_hash:
+        return None  # deleted or re-passworded meanwhile: sign in again
+    session.execute(delete(LoginThrottle).where(LoginThrottle.key == f"account:{attempt.email}"))
     if _HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = _HASHER.hash(password)
     user.last_login_at = utcnow()
     return user
+
+
+def _limits(email: str, client_ip: str, settings: Settings) -> dict[str, int]:
+    return {
+        f"account:{email}": settings.login_max_failures,
+        f"ip:{client_ip}": settings.login_ip_max_failures,
+    }
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -151,18 +193,27 @@ def _refuse_if_limited(session: Session, limits: dict[str, int], window_seconds:
             )
 
 
-def _count_failure(session: Session, keys: list[str], window_seconds: float) -> None:
+def _count_failure(session: Session, keys: list[str], settings: Settings) -> None:
+    """One statement per key (insert, or add one / restart the window): concurrent failures
+    on PostgreSQL are each counted, where read-modify-write would lose some."""
     now = utcnow()
+    window_over = LoginThrottle.window_started_at <= now - timedelta(
+        seconds=settings.login_window_seconds
+    )
+    upsert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     for key in keys:
-        row = session.get(LoginThrottle, key)
-        if row is None:
-            session.add(LoginThrottle(key=key, failures=1, window_started_at=now))
-        elif row.window_started_at + timedelta(seconds=window_seconds) <= now:
-            row.failures = 1
-            row.window_started_at = now
-        else:
-            row.failures += 1
-    session.flush()
+        stmt = upsert(LoginThrottle).values(key=key, failures=1, window_started_at=now)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[LoginThrottle.key],
+                set_={
+                    "failures": case((window_over, 1), else_=LoginThrottle.failures + 1),
+                    "window_started_at": case(
+                        (window_over, now), else_=LoginThrottle.window_started_at
+                    ),
+                },
+            )
+        )
 
 
 def start_session(

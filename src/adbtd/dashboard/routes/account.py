@@ -50,11 +50,13 @@ def signup(
 ) -> Response:
     form = {"email": email, "workspace_name": workspace_name}
     try:
+        users.normalize_email(email)  # a bad address is refused before the slow hash
+        password_hash = users.hash_password(password)  # slow: before the transaction
         with runtime.db.transaction() as session:
             user = users.sign_up(
                 session,
                 email=email,
-                password=password,
+                password_hash=password_hash,
                 workspace_name=workspace_name or email.partition("@")[0] or "My workspace",
                 billing_provider=runtime.settings.billing_provider,
             )
@@ -92,26 +94,27 @@ def login(
     form = {"email": email}
     client_ip = request.client.host if request.client else "unknown"
     try:
-        with runtime.db.transaction() as session:
-            user = users.authenticate_password(
-                session,
-                email=email,
-                password=password,
-                client_ip=client_ip,
-                settings=runtime.settings,
+        with runtime.db.read() as session:
+            attempt = users.begin_sign_in(
+                session, email=email, client_ip=client_ip, settings=runtime.settings
             )
-            signed = None
-            if user is not None:
-                signed = users.start_session(
-                    session,
-                    user=user,
-                    settings=runtime.settings,
-                    replaces=request.cookies.get(SESSION_COOKIE),
-                )
     except LoginLimited as exc:
         return render(
             request, "login.html", status=429, form=form, next=_safe_next(next), error=exc.message
         )
+    matched = users.password_matches(attempt, password)  # the slow part, no transaction open
+    with runtime.db.transaction() as session:
+        user = users.finish_sign_in(
+            session, attempt=attempt, matched=matched, password=password, settings=runtime.settings
+        )
+        signed = None
+        if user is not None:
+            signed = users.start_session(
+                session,
+                user=user,
+                settings=runtime.settings,
+                replaces=request.cookies.get(SESSION_COOKIE),
+            )
     if signed is None:
         return render(
             request,
