@@ -7,11 +7,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from adbtd.adapters.dns_hosting import LocalDnsHosting
 from adbtd.adapters.dns_resolver import build_resolver
 from adbtd.db.models import DedicatedIp
 from adbtd.runtime import Runtime
 from adbtd.services.reputation import check_reputation, listing_history, reverse_name
 from adbtd.settings import Settings
+from adbtd.workers.dns import DnsWorker
 from tests.conftest import Tenant
 from tests.support.dns_seed import add_ips
 from tests.support.dns_server import DnsTestServer, running_dns_server
@@ -80,10 +82,11 @@ def test_listed_and_clean_ips(
     assert (f"7.113.0.203.{OTHER}", "A", "udp") in dns.queries
 
     response = client.get("/api/v1/ips", headers=tenant.headers)
-    if response.status_code == 200:  # the IPs route is another session's; shown when present
-        shown = {ip["address"]: ip for ip in response.json()["data"]}
-        assert shown[CLEAN]["reputationFlags"] is None
-        assert shown[LISTED]["reputationFlags"][0]["code"] == "127.0.0.2"
+    assert response.status_code == 200, response.text
+    shown = {ip["address"]: ip for ip in response.json()["data"]}
+    assert shown[CLEAN]["reputationFlags"] is None
+    assert shown[LISTED]["reputationFlags"][0]["code"] == "127.0.0.2"
+    assert shown[LISTED]["lastReputationAt"] is not None
 
 
 def test_listing_start_and_end_are_recorded(
@@ -139,3 +142,42 @@ def test_a_timeout_or_refusal_keeps_the_previous_state(
     assert ip_row(runtime, LISTED).reputation_flags == first.reputation_flags
     with runtime.db.transaction() as session:
         assert listing_history(session, address=LISTED)[0].delisted_at is None
+
+
+def test_a_list_taken_out_of_the_settings_leaves_no_flags(
+    runtime: Runtime,
+    dns: DnsTestServer,
+    tenant: Tenant,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    add_ips(runtime, tenant.workspace_id, LISTED)
+    dns.add(f"7.113.0.203.{ZEN}", "A", "127.0.0.2")
+    dns.add(f"7.113.0.203.{OTHER}", "A", "127.0.0.9")
+    run(runtime)
+    assert {f["list"] for f in ip_row(runtime, LISTED).reputation_flags or []} == {ZEN, OTHER}
+    only_other = Runtime(
+        settings=settings_factory(dns_resolvers=dns.address, dnsbl_zones=OTHER), db=runtime.db
+    )
+    DnsWorker(only_other, hosting=LocalDnsHosting()).run_once()
+    assert [f["list"] for f in ip_row(runtime, LISTED).reputation_flags or []] == [OTHER]
+    with runtime.db.transaction() as session:
+        ended = {
+            h.zone: h.delisted_at is not None for h in listing_history(session, address=LISTED)
+        }
+    assert ended == {ZEN: True, OTHER: False}
+    none = Runtime(settings=settings_factory(dnsbl_zones=""), db=runtime.db)
+    DnsWorker(none, hosting=LocalDnsHosting()).run_once()
+    assert ip_row(runtime, LISTED).reputation_flags is None
+
+
+def test_an_ip_no_list_answers_for_waits_before_it_is_asked_again(
+    runtime: Runtime, dns: DnsTestServer, tenant: Tenant
+) -> None:
+    add_ips(runtime, tenant.workspace_id, LISTED)
+    dns.silent.update({f"7.113.0.203.{ZEN}", f"7.113.0.203.{OTHER}"})
+    worker = DnsWorker(runtime, hosting=LocalDnsHosting())
+    assert worker.run_once().reputation_checked == 1
+    assert ip_row(runtime, LISTED).last_reputation_at is None  # nothing was learnt
+    asked = len(dns.queries)
+    assert worker.run_once().reputation_checked == 0  # within ADBTD_DNS_RETRY_SECONDS
+    assert [q for q in dns.queries[asked:] if "203" in q[0]] == []

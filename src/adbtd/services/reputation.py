@@ -43,6 +43,7 @@ class ReputationSummary:
     listed: list[str] = field(default_factory=list)
     started: int = 0
     ended: int = 0
+    undecided: list[str] = field(default_factory=list)  # ids no blocklist answered for
 
 
 def reverse_name(address: str, zone: str) -> str:
@@ -119,6 +120,8 @@ def check_reputation(
             if ip is None:
                 continue
             started, ended = record_checks(session, ip, checks, now=now)
+            if not any(c.status in ("clean", "listed") for c in checks):
+                summary.undecided.append(ip_id)
             summary.checked += 1
             summary.started += started
             summary.ended += ended
@@ -175,6 +178,27 @@ def record_checks(
     if definitive:
         ip.last_reputation_at = now
     return started, ended
+
+
+def forget_unwatched_lists(session: Session, *, zones: list[str], now: datetime) -> int:
+    """Blocklists taken out of ``ADBTD_DNSBL_ZONES`` are no longer watched: their flags go and
+    their open listings end now (they could not be seen to end otherwise). Returns how many
+    listings ended."""
+    watched = set(zones)
+    stale = list(
+        session.scalars(
+            select(IpListing).where(
+                IpListing.delisted_at.is_(None), IpListing.zone.not_in(watched or {""})
+            )
+        )
+    )
+    for row in stale:
+        row.delisted_at = now
+    for ip in session.scalars(select(DedicatedIp).where(DedicatedIp.reputation_flags.is_not(None))):
+        flags = [f for f in ip.reputation_flags or [] if f.get("list") in watched]
+        if len(flags) != len(ip.reputation_flags or []):
+            ip.reputation_flags = flags or None
+    return len(stale)
 
 
 def _flag(

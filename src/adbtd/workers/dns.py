@@ -69,6 +69,9 @@ class DnsWorker(BackgroundLoop):
         self.hosting = hosting or build_dns_hosting(settings)
         self.poll_seconds = poll_seconds or settings.dns_poll_seconds
         self._last_compare = 0.0
+        # IPs no blocklist answered for in their last round: tried again after the DNS retry
+        # delay, not at every poll (their last_reputation_at, a real check's time, stays).
+        self._reputation_retry: dict[str, float] = {}
 
     def run(self) -> None:
         log.info("DNS worker started")
@@ -141,13 +144,15 @@ class DnsWorker(BackgroundLoop):
     def _reputation(self, done: DnsRound) -> None:
         settings = self.runtime.settings
         zones = settings.dnsbl_zone_list
-        if not zones:
-            return
         with self.runtime.db.transaction() as session:
+            reputation.forget_unwatched_lists(session, zones=zones, now=utcnow())
+            if not zones:
+                return
             due = reputation.ips_due(
                 session, now=utcnow(), interval_seconds=settings.reputation_interval_seconds
             )
-        due = due[:BATCH]
+        clock = time.monotonic()
+        due = [ip_id for ip_id in due if self._reputation_retry.get(ip_id, 0.0) <= clock][:BATCH]
         for start in range(0, len(due), REPUTATION_CHUNK):
             if self._stop.is_set():
                 return
@@ -158,6 +163,12 @@ class DnsWorker(BackgroundLoop):
                 ip_ids=due[start : start + REPUTATION_CHUNK],
             )
             done.reputation_checked += summary.checked
+            retry_at = time.monotonic() + settings.dns_retry_seconds
+            for ip_id in due[start : start + REPUTATION_CHUNK]:
+                if ip_id in summary.undecided:
+                    self._reputation_retry[ip_id] = retry_at
+                else:
+                    self._reputation_retry.pop(ip_id, None)
             if summary.listed:
                 log.warning("blocklisted IPs: %s", ", ".join(summary.listed))
 
