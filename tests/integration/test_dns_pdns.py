@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete
 
-from adbtd.adapters.dns_hosting import HostedRecord
+from adbtd.adapters.dns_hosting import DnsHostingError, HostedRecord
 from adbtd.adapters.dns_resolver import DnsServerFailure, build_resolver
 from adbtd.adapters.pdns import PowerDnsHosting
 from adbtd.adapters.pdns_server import PowerDnsServer, pdns_installed
@@ -147,7 +147,13 @@ def test_zones_of_deleted_domains_are_removed_and_foreign_zones_kept(
     hosting = PowerDnsHosting(pdns.api_url, pdns.api_key)
     assert hosting.zone_rrsets(seeded.name) is None
     assert hosting.zone_rrsets(foreign) is not None
+    # A zone adbtd did not make is never changed nor deleted, even when asked by name.
+    with pytest.raises(DnsHostingError, match="that adbtd did not make"):
+        hosting.publish_zone(foreign, [HostedRecord(foreign, "MX", f"10 mail.{foreign}")])
     hosting.delete_zone(foreign)
+    assert [r["type"] for r in hosting.zone_rrsets(foreign) or []] == ["SOA"]  # still there
+    status, _ = hosting._call("DELETE", hosting._zone_path(foreign))
+    assert status == 204
 
 
 def test_byo_domains_are_never_published(

@@ -85,16 +85,29 @@ class PowerDnsHosting:
 
     def zone_rrsets(self, zone: str) -> list[dict[str, Any]] | None:
         """The zone's RRsets, or None when PowerDNS does not have the zone."""
+        found = self._zone(zone)
+        if found is None:
+            return None
+        rrsets: list[dict[str, Any]] = found.get("rrsets", [])
+        return rrsets
+
+    def _zone(self, zone: str) -> dict[str, Any] | None:
         status, body = self._call("GET", self._zone_path(zone))
         if status in (404, 422):
             return None
         _expect(status, body, "read zone", zone)
-        rrsets: list[dict[str, Any]] = body.get("rrsets", [])
-        return rrsets
+        return body if isinstance(body, dict) else {}
 
     def publish_zone(self, zone: str, records: Sequence[HostedRecord]) -> None:
+        """Create or update the zone; a zone someone else made on this server is left alone."""
         wanted = _rrsets(records)
-        existing = self.zone_rrsets(zone)
+        found = self._zone(zone)
+        if found is not None and found.get("account") != ACCOUNT:
+            raise DnsHostingError(
+                f"PowerDNS already has a zone {zone} that adbtd did not make "
+                f"(account {found.get('account')!r}); it is left as it is"
+            )
+        existing = found.get("rrsets", []) if found is not None else None
         if existing is None:
             status, body = self._call(
                 "POST",
@@ -131,6 +144,10 @@ class PowerDnsHosting:
         )
 
     def delete_zone(self, zone: str) -> None:
+        """Delete the zone if it is adbtd's (marked with its account); others are never touched."""
+        found = self._zone(zone)
+        if found is None or found.get("account") != ACCOUNT:
+            return
         status, body = self._call("DELETE", self._zone_path(zone))
         if status in (404, 422):
             return
