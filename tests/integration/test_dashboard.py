@@ -472,6 +472,7 @@ def test_first_order_through_the_form_then_reveal_a_password(
     domains_page = browser.get("/dashboard/domains").text
     assert f"_dmarc.{domain}" in domains_page and "v=spf1" in domains_page
     assert "._domainkey." in domains_page
+    assert "not checked yet" in domains_page  # each record's state, before any DNS check
     ips_page = browser.get("/dashboard/ips").text
     assert ips_page.count("127.0.1.") >= 2
     page = browser.get("/dashboard/mailboxes")
