@@ -204,3 +204,18 @@ def test_any_unicode_body_round_trips_up_to_line_endings(body: str) -> None:
     expected += "" if expected.endswith("\n") else "\n"
     assert parsed.text == expected
     assert parsed.html == expected
+
+
+def test_long_recipient_lists_are_folded_between_addresses() -> None:
+    to = [f"Person Number {i} <someone.with.a.long.address{i}@example{i}.com>" for i in range(25)]
+    cc = [f"Zoë Ünïcode {i} <z{i}@example.org>" for i in range(25)]
+    built = build_message(sender="a@x.com", now=NOW, to=to, cc=cc, subject="s", text="t")
+    head = built.data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    parsed = message_from_bytes(built.data, policy=policy.default)
+    assert [a.addr_spec for a in parsed["To"].addresses] == [
+        f"someone.with.a.long.address{i}@example{i}.com" for i in range(25)
+    ]
+    assert [a.display_name for a in parsed["Cc"].addresses] == [
+        f"Zoë Ünïcode {i}" for i in range(25)
+    ]

@@ -33,6 +33,7 @@ FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
 _EW_PREFIX, _EW_SUFFIX = "=?utf-8?b?", "?="
 _EW_MAX_BYTES = 45  # 60 base64 chars: each encoded word stays within RFC 2047's 75
 _ATEXT_SPECIALS = set('()<>[]:;@\\,."')
+_FOLD_AT = 78
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +74,10 @@ class Draft:
         message_id = message_id or f"<{secrets.token_hex(16)}@{domain}>"
         headers = [
             ("From", format_address(Recipient(sender, self.from_name))),
-            ("To", ", ".join(format_address(r) for r in self.to)),
+            ("To", address_list("To", self.to)),
         ]
         if self.cc:
-            headers.append(("Cc", ", ".join(format_address(r) for r in self.cc)))
+            headers.append(("Cc", address_list("Cc", self.cc)))
         if self.reply_to is not None:
             headers.append(("Reply-To", format_address(self.reply_to)))
         headers += [
@@ -218,6 +219,26 @@ def format_address(recipient: Recipient) -> str:
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}" <{recipient.address}>'
     return f"{encoded_words(name)} <{recipient.address}>"
+
+
+def address_list(header: str, recipients: tuple[Recipient, ...]) -> str:
+    """Addresses joined by commas, folded between addresses so that no line of the header is
+    longer than 78 characters where it can be helped (RFC 5322: never more than 998)."""
+    out = ""
+    line = len(header) + 2  # "To: "
+    for index, recipient in enumerate(recipients):
+        text = format_address(recipient)
+        first = text.split("\r\n", 1)[0]
+        if index:
+            if line + 2 + len(first) > _FOLD_AT:
+                out += ",\r\n "
+                line = 1
+            else:
+                out += ", "
+                line += 2
+        out += text
+        line = len(text) - text.rfind("\r\n") - 2 if "\r\n" in text else line + len(text)
+    return out
 
 
 def encode_unstructured(value: str) -> str:
