@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from adbtd.api.app import create_app
+from adbtd.api.errors import MAX_BODY_BYTES
 from adbtd.db.models import ApiKey
 from adbtd.runtime import Runtime
 from adbtd.services import api_keys
@@ -151,7 +152,7 @@ def test_each_route_draws_from_its_bucket_and_429_comes_before_400(
     try:
         with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
             tenant = _tenant_on(runtime)
-            send = "/api/v1/mailboxes/mb_nosuchmailbox0000000/send"
+            send = "/api/v1/mailboxes/mb_" + "x" * 20 + "/send"
             first = client.post(send, headers=tenant.headers, json={})
             assert first.status_code == 400 and first.headers["ratelimit-limit"] == "1"
             # The send bucket is empty: a malformed body is not even read (429 before 400).
@@ -159,7 +160,7 @@ def test_each_route_draws_from_its_bucket_and_429_comes_before_400(
             limited = client.post(send, headers=broken, content=b"{not json")
             assert_envelope(limited, 429, "rate_limited")
             assert "send bucket" in limited.json()["error"]["message"]
-            fetch = "/api/v1/mailboxes/mb_nosuchmailbox0000000/messages"
+            fetch = "/api/v1/mailboxes/mb_" + "x" * 20 + "/messages"
             assert [client.get(fetch, headers=tenant.headers).status_code for _ in range(3)] == [
                 404,
                 404,
@@ -167,9 +168,7 @@ def test_each_route_draws_from_its_bucket_and_429_comes_before_400(
             ]
             me = client.get("/api/v1/me", headers=tenant.headers)  # the default bucket is apart
             assert me.status_code == 200 and me.headers["ratelimit-limit"] == "3"
-            missing = client.get(
-                "/api/v1/domains/dom_nosuchdomain000000000", headers=tenant.headers
-            )
+            missing = client.get("/api/v1/domains/dom_" + "x" * 20, headers=tenant.headers)
             assert missing.status_code == 404 and "ratelimit-remaining" in missing.headers
     finally:
         runtime.close()
@@ -257,3 +256,30 @@ def test_every_error_code_of_the_tree_has_a_status() -> None:
         if isinstance(cls, type) and issubclass(cls, tree.AdbtdError)
     }
     assert codes <= set(STATUS_BY_CODE)
+
+
+def test_a_body_over_the_limit_is_413_unread(client: TestClient, tenant: Tenant) -> None:
+    huge = b'{"to": "a@b.test", "subject": "s", "text": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    response = client.post(
+        "/api/v1/mailboxes/mb_" + "x" * 20 + "/send",
+        content=huge,
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    error = assert_envelope(response, 413, "payload_too_large")
+    assert str(MAX_BODY_BYTES) in str(error["message"])
+    assert "ratelimit-remaining" in response.headers
+
+
+def test_a_streamed_body_over_the_limit_is_413_too(client: TestClient, tenant: Tenant) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"to": "a@b.test", "subject": "s", "text": "'
+        for _ in range(MAX_BODY_BYTES // (1 << 20) + 1):
+            yield b"x" * (1 << 20)
+        yield b'"}'
+
+    response = client.post(
+        "/api/v1/mailboxes/mb_" + "x" * 20 + "/send",
+        content=chunks(),
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    assert_envelope(response, 413, "payload_too_large")

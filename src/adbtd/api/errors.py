@@ -20,6 +20,7 @@ STATUS_BY_CODE = {
     "method_not_allowed": 405,
     "csrf_rejected": 403,
     "conflict": 409,
+    "payload_too_large": 413,
     "rate_limited": 429,
     "internal_error": 500,
     "smtp_error": 502,
@@ -33,9 +34,13 @@ CODE_BY_HTTP_STATUS = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
     429: "rate_limited",
 }
 MAX_VALIDATION_DETAILS = 20
+# Room for the largest send (text + html up to 5,000,000 bytes) even as JSON with every
+# character escaped (\uXXXX, surrogate pairs for emoji): larger bodies are refused unread.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def error_response(
@@ -75,9 +80,11 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
 async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = CODE_BY_HTTP_STATUS.get(exc.status_code, "validation_error")
-    message = {404: "no such route", 405: "method not allowed on this route"}.get(
-        exc.status_code, str(exc.detail)
-    )
+    message = {
+        404: "no such route",
+        405: "method not allowed on this route",
+        413: f"request body over {MAX_BODY_BYTES} bytes",
+    }.get(exc.status_code, str(exc.detail))
     headers = dict(exc.headers) if exc.headers else None
     return error_response(code, message, headers=headers)
 

@@ -13,9 +13,10 @@ import secrets
 from typing import Any
 
 import anyio.to_thread
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adbtd.api.errors import STATUS_BY_CODE, rate_limit_headers
+from adbtd.api.errors import MAX_BODY_BYTES, STATUS_BY_CODE, rate_limit_headers
 from adbtd.db.key_lookup import KeyLookup
 from adbtd.errors import Unauthorized
 from adbtd.runtime import Runtime
@@ -145,6 +146,15 @@ class ApiGuardMiddleware:
                 [*limit_headers, (b"retry-after", str(decision.retry_after).encode())],
             )
             return
+        if _declared_length(scope) > MAX_BODY_BYTES:  # refused unread, with the envelope
+            message = f"request body over {MAX_BODY_BYTES} bytes"
+            await send_json(
+                send,
+                413,
+                {"error": {"code": "payload_too_large", "message": message}},
+                limit_headers,
+            )
+            return
         state = scope.setdefault("state", {})
         state["auth"], state["rate_limit"] = auth, decision
 
@@ -153,7 +163,18 @@ class ApiGuardMiddleware:
                 message["headers"] = [*message.get("headers", []), *limit_headers]
             await send(message)
 
-        await self.app(scope, receive, send_with_limits)
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            """A streamed body (no Content-Length) is cut off once it passes the limit."""
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise StarletteHTTPException(413)  # answered with the envelope, inside
+            return message
+
+        await self.app(scope, receive_within_limit, send_with_limits)
 
     def _check(
         self, header: str | None, spec: BucketSpec
@@ -177,6 +198,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
             except UnicodeDecodeError:
                 return None
     return None
+
+
+def _declared_length(scope: Scope) -> int:
+    """The Content-Length a request declares (0 when absent or unreadable: a streamed body is
+    counted as it is read, by FastAPI's ``max_body_size``)."""
+    value = _header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else 0
 
 
 def _limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
