@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from adbtd.clock import utcnow
 from adbtd.db.models import DedicatedIp, Domain, Mailbox
 from adbtd.ids import new_id
+from adbtd.mailnode.render import render_node
+from adbtd.mailnode.state import NodeConfig
 from adbtd.runtime import Runtime
 from adbtd.services import node_sync, workspaces
 from adbtd.services.node_state import DKIM_KEY_PURPOSE, load_node_state
@@ -97,3 +101,61 @@ def test_loader_includes_only_provisioned_resources(runtime: Runtime) -> None:
     with runtime.db.transaction() as session:
         plain = load_node_state(session, secret_key=secret, helo_per_domain=False)
     assert plain.ip_hostnames == ()
+
+
+def test_a_row_the_node_cannot_render_is_left_off_and_the_rest_renders(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    box = SecretBox(runtime.settings.secret_key, DKIM_KEY_PURPOSE)
+    foreign_box = SecretBox("another secret key entirely, 40 characters", DKIM_KEY_PURPOSE)
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        ws = workspaces.create_workspace(session, slug="mixed", name="Mixed")
+        ip = DedicatedIp(
+            id=new_id("ip"), address="127.0.1.9", status="assigned", workspace_id=ws.id
+        )
+        session.add(ip)
+        domains = {
+            name: Domain(
+                id=new_id("dom"),
+                workspace_id=ws.id,
+                name=name,
+                mode="byo",
+                status="unverified",
+                dkim_selector=selector,
+                dkim_private_key_encrypted=sealer.seal(FAKE_PEM),
+                created_at=now,
+            )
+            for name, selector, sealer in (
+                ("good.test", "s1", box),
+                ("badselector.test", "s1 x", box),
+                ("otherkey.test", "s1", foreign_box),
+            )
+        }
+        session.add_all(domains.values())
+        session.flush()
+        session.add_all(
+            Mailbox(
+                id=new_id("mb"),
+                workspace_id=ws.id,
+                domain_id=domains["good.test"].id,
+                ip_id=ip.id,
+                email=email,
+                status="active",
+                password_hash=hashed,
+                created_at=now,
+            )
+            for email, hashed in (
+                ("fine@good.test", "{BLF-CRYPT}$2b$10$abc"),
+                ("broken@good.test", "{BLF-CRYPT}with space\nnewline"),
+            )
+        )
+    with runtime.db.transaction() as session:
+        state = load_node_state(session, secret_key=runtime.settings.secret_key)
+    assert [d.name for d in state.domains] == ["good.test"]
+    assert [m.email for m in state.mailboxes] == ["fine@good.test"]
+    config = NodeConfig(
+        base_dir=tmp_path, hostname="mail.x.test", submission_port=1, imap_port=2, smtp_port=3
+    )
+    rendered = render_node(state, config)  # renders: nothing left in it can break a table
+    assert "fine@good.test" in rendered["dovecot/passwd.d/127.0.1.9"].content

@@ -105,6 +105,22 @@ def is_local_part(local: str) -> bool:
     return bool(_LOCAL_RE.match(local)) and not local.startswith(".")
 
 
+def is_dkim_selector(selector: str) -> bool:
+    return bool(_SELECTOR_RE.match(selector))
+
+
+def is_dovecot_hash(password_hash: str) -> bool:
+    """``{SCHEME}hash`` with nothing that could end a passwd-file field or line."""
+    return bool(_HASH_RE.match(password_hash))
+
+
+def is_ipv4(address: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(address), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
 def mailbox_ips(state: NodeState) -> dict[str, frozenset[str]]:
     """Where each mailbox may log in: its own IP and its workspace's IPs (its domain's)."""
     domain_ips = {d.name.lower(): frozenset(d.ips) for d in state.domains}
@@ -127,18 +143,18 @@ def _validate(state: NodeState, config: NodeConfig) -> None:
         _ip_key(ip)
         _check_domain(name)
     for ip in transport_ips(state):
-        if not isinstance(ipaddress.ip_address(ip), ipaddress.IPv4Address):
+        if not is_ipv4(ip):
             raise RenderError(f"only IPv4 dedicated addresses are supported: {ip!r}")
     for domain in state.domains:
         _check_domain(domain.name)
-        if not _SELECTOR_RE.match(domain.dkim_selector):
+        if not is_dkim_selector(domain.dkim_selector):
             raise RenderError(f"bad DKIM selector {domain.dkim_selector!r}")
     for mailbox in state.mailboxes:
         local, _, mail_domain = mailbox.email.lower().rpartition("@")
         if not is_local_part(local):
             raise RenderError(f"bad mailbox address {mailbox.email!r}")
         _check_domain(mail_domain)
-        if not _HASH_RE.match(mailbox.password_hash):
+        if not is_dovecot_hash(mailbox.password_hash):
             raise RenderError(f"password hash of {mailbox.email!r} is not a Dovecot hash")
 
 

@@ -9,7 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adbtd.db.models import DedicatedIp, Domain, Mailbox
-from adbtd.mailnode.render import is_domain_name, is_local_part
+from adbtd.mailnode.render import (
+    is_dkim_selector,
+    is_domain_name,
+    is_dovecot_hash,
+    is_ipv4,
+    is_local_part,
+)
 from adbtd.mailnode.state import NodeDomain, NodeMailbox, NodeState
 from adbtd.services.secretbox import SecretBox
 
@@ -28,13 +34,15 @@ def load_node_state(
     domain by name: the host the domain's MX and A records point at (``dns_records``).
     """
     box = SecretBox(secret_key, DKIM_KEY_PURPOSE)
-    ips = list(
-        session.execute(
+    ips = [
+        row
+        for row in session.execute(
             select(DedicatedIp.id, DedicatedIp.address, DedicatedIp.workspace_id).where(
                 DedicatedIp.status.in_(LIVE_IP_STATUSES)
             )
         )
-    )
+        if _renderable("dedicated IP", row.address, is_ipv4(row.address))
+    ]
     address_by_id = {row.id: row.address for row in ips}
     ips_by_workspace: dict[str, list[str]] = defaultdict(list)
     for row in ips:
@@ -44,7 +52,7 @@ def load_node_state(
         NodeDomain(
             name=domain.name,
             dkim_selector=domain.dkim_selector,
-            dkim_private_key_pem=box.open(domain.dkim_private_key_encrypted),
+            dkim_private_key_pem=key,
             ips=tuple(sorted(ips_by_workspace.get(domain.workspace_id, ()))),
         )
         for domain in session.scalars(
@@ -52,6 +60,8 @@ def load_node_state(
         )
         if domain.dkim_private_key_encrypted is not None
         and ips_by_workspace.get(domain.workspace_id)
+        and (key := _dkim_key(box, domain.name, domain.dkim_private_key_encrypted)) is not None
+        and _renderable("DKIM selector of", domain.name, is_dkim_selector(domain.dkim_selector))
     ]
     hosted = {d.name for d in domains}
     mailboxes = [
@@ -66,6 +76,7 @@ def load_node_state(
         if password_hash is not None
         and ip_id in address_by_id
         and email.rpartition("@")[2] in hosted
+        and _renderable("password hash of", email, is_dovecot_hash(password_hash))
     ]
     good_domains = sorted(_renderable_domains(domains), key=lambda d: d.name)
     return NodeState(
@@ -82,6 +93,22 @@ def _domain_helo_names(domains: list[NodeDomain]) -> tuple[tuple[str, str], ...]
         for ip in domain.ips:
             names.setdefault(ip, f"mail.{domain.name}")
     return tuple(sorted(names.items()))
+
+
+def _renderable(what: str, name: str, ok: bool) -> bool:
+    """Defence in depth: a row the node cannot render is logged and left off, so that one bad
+    row never stops every other tenant's node updates."""
+    if not ok:
+        log.error("%s %r cannot be rendered; left off the mail node", what, name)
+    return ok
+
+
+def _dkim_key(box: SecretBox, domain: str, sealed: str) -> str | None:
+    try:
+        return box.open(sealed)
+    except ValueError:
+        log.error("the DKIM key of %r cannot be opened with this secret key; left off", domain)
+        return None
 
 
 def _renderable_domains(domains: list[NodeDomain]) -> list[NodeDomain]:
