@@ -12,6 +12,8 @@ import json
 import os
 import secrets
 import signal
+import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -22,8 +24,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from adbtd.mailnode.layout import NodeLayout
+from adbtd.mailnode.tls import self_signed_pair
 from tests.support.postgres import free_port
 
 pytestmark = pytest.mark.integration
@@ -35,6 +40,7 @@ class Platform:
     base: str
     imap_port: int
     process: subprocess.Popen[str]
+    certificate: bytes  # the operator's (ADBTD_TLS_CERT_FILE), DER
 
     def cli(self, *args: str) -> str:
         result = subprocess.run(
@@ -84,6 +90,10 @@ def platform(database_url: str) -> Iterator[Platform]:
     data_dir.mkdir(mode=0o755)
     octet = 100 + secrets.randbelow(150)
     http_port, imap_port = free_port(), free_port()
+    cert_pem, key_pem = self_signed_pair("mail.operator.test")  # as a real certificate would be
+    (data_dir / "operator.crt").write_bytes(cert_pem)
+    (data_dir / "operator.key").write_bytes(key_pem)
+    (data_dir / "operator.key").chmod(0o600)
     env = {
         **os.environ,
         "ADBTD_DATA_DIR": str(data_dir),
@@ -96,6 +106,8 @@ def platform(database_url: str) -> Iterator[Platform]:
         "ADBTD_PDNS_LOCAL": "false",
         "ADBTD_RUN_DNS_WORKER": "false",
         "ADBTD_RECONCILE_INTERVAL_SECONDS": "30",
+        "ADBTD_TLS_CERT_FILE": str(data_dir / "operator.crt"),
+        "ADBTD_TLS_KEY_FILE": str(data_dir / "operator.key"),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "adbtd.cli.main", "serve"],
@@ -110,7 +122,8 @@ def platform(database_url: str) -> Iterator[Platform]:
         wait_until(lambda: _up(base) or process.poll() is not None, 60, "serve start")
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
         daemons = daemon_pids(data_dir / "mailnode")
-        yield Platform(env, base, imap_port, process)
+        der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+        yield Platform(env, base, imap_port, process, der)
     finally:
         process.send_signal(signal.SIGTERM)  # what systemd and `kill` send
         try:
@@ -181,6 +194,16 @@ def test_first_order_to_imap_login_send_and_delete(platform: Platform) -> None:
             5,
             "alice's IMAP login",
         )
+        # The operator's certificate is what the daemons present, on IMAP and on submission.
+        with (
+            socket.create_connection((ip, platform.imap_port), timeout=10) as raw,
+            tls().wrap_socket(raw) as wrapped,
+        ):
+            assert wrapped.getpeercert(binary_form=True) == platform.certificate
+        with smtplib.SMTP(ip, alice["submissionPort"], local_hostname="t.test", timeout=10) as smtp:
+            smtp.starttls(context=tls())
+            assert smtp.sock is not None
+            assert smtp.sock.getpeercert(binary_form=True) == platform.certificate  # type: ignore[attr-defined]
 
         subject = f"e2e {secrets.token_hex(4)}"
         sent = api.post(
