@@ -201,6 +201,9 @@ name_text = st.text(max_size=40)
     subject=header_text,
     from_name=st.one_of(st.none(), header_text),
     to_name=name_text,
+    cc_name=st.one_of(st.none(), name_text),
+    reply_name=st.one_of(st.none(), name_text),
+    with_bcc=st.booleans(),
     text=st.one_of(st.none(), body_text),
     html=st.one_of(st.none(), body_text),
 )
@@ -210,21 +213,33 @@ def test_property_any_unicode_gives_200_or_400_and_exact_headers(
     subject: str,
     from_name: str | None,
     to_name: str,
+    cc_name: str | None,
+    reply_name: str | None,
+    with_bcc: bool,
     text: str | None,
     html: str | None,
 ) -> None:
     body: dict[str, Any] = {"to": f"{to_name} <{env.bob.email}>", "subject": subject}
+    if cc_name is not None:
+        body["cc"] = [f"{cc_name} <{env.alice.email}>"]
+    if reply_name is not None:
+        body["replyTo"] = f"{reply_name} <replies@{env.domain}>"
+    if with_bcc:
+        body["bcc"] = [f"hidden@{env.domain}"]
     for key, value in (("fromName", from_name), ("text", text), ("html", html)):
         if value is not None:
             body[key] = value
     resp = send(api, env.alice.id, **body)
     assert resp.status_code in (200, 400), resp.text
-    fields = (subject, from_name or "", to_name)
+    fields = (subject, from_name or "", to_name, cc_name or "", reply_name or "")
     if any(c in f for f in fields for c in "\r\n\x00") or not (text or html):
         assert resp.status_code == 400, (body, resp.text)
         return
     assert resp.status_code == 200, (body, resp.text)
-    message_id = resp.json()["data"]["messageId"]
+    data = resp.json()["data"]
+    message_id = data["messageId"]
+    if with_bcc:
+        assert f"hidden@{env.domain}" in data["accepted"] + data["rejected"]
     _, raw = env.wait_for(env.bob, lambda raw: message_id.encode() in raw)
     head = raw.split(b"\r\n\r\n", 1)[0]
     names = {
@@ -235,12 +250,21 @@ def test_property_any_unicode_gives_200_or_400_and_exact_headers(
     expected = {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"}
     if not (text and html):
         expected.add("content-transfer-encoding")
-    assert names - TRACE_HEADERS == expected
+    if cc_name is not None:
+        expected.add("cc")
+    if reply_name is not None:
+        expected.add("reply-to")
+    assert names - TRACE_HEADERS == expected  # never a Bcc
+    assert b"hidden@" not in head
     parsed = read_message(raw)
     assert parsed.headers.subject == subject
     assert parsed.headers.message_id == message_id
     [sender] = parsed.headers.from_
     assert sender.endswith(f"<{env.alice.email}>") if from_name else sender == env.alice.email
+    [recipient] = parsed.headers.to
+    assert recipient.rstrip(">").endswith(env.bob.email)
+    if cc_name is not None:
+        assert [c.rsplit("<", 1)[-1].rstrip(">") for c in parsed.headers.cc] == [env.alice.email]
 
 
 def test_evict_mailbox_makes_a_state_change_visible_at_once(api: TestClient, env: MailEnv) -> None:
