@@ -304,3 +304,27 @@ def test_notify_applies_a_change_within_one_second(
     while imap_refuses(mailnode, ip, "ola@notify.test", "ola-pw", client_tls):
         assert time.monotonic() - started < 1.0, "notify() took longer than 1 s"
         time.sleep(0.02)
+
+
+def test_another_tenants_change_keeps_open_sessions_working(
+    mailnode: RunningNode, smtp_sink: SmtpSink, dkim_key: str, client_tls: ssl.SSLContext
+) -> None:
+    """A new tenant means a new IP: new listeners, Postfix and Dovecot reloaded. Sessions of a
+    tenant already connected go on (a reload is graceful) and keep working afterwards."""
+    ip = mailnode.ip(24)
+    settled = tenant_state("settled.test", ip, dkim_key, sam="sam-pw")
+    mailnode.apply(settled)
+    reader = imap_login(mailnode, ip, "sam@settled.test", "sam-pw", client_tls)
+    reader.select("INBOX")
+    sender = submission(mailnode, ip, client_tls)
+    sender.login("sam@settled.test", "sam-pw")
+    newcomer = tenant_state("newcomer.test", mailnode.ip(25), dkim_key, nia="nia-pw")
+    changes = mailnode.apply(merge(settled, newcomer))
+    assert {Daemon.POSTFIX, Daemon.DOVECOT} <= changes.reload
+    assert reader.noop()[0] == "OK"
+    assert reader.select("INBOX")[0] == "OK"
+    sender.send_message(message("sam@settled.test", "kept@example.net", "kept-session"))
+    sender.quit()
+    reader.logout()
+    assert b"kept-session" in smtp_sink.wait_for("kept@example.net").content
+    imap_login(mailnode, mailnode.ip(25), "nia@newcomer.test", "nia-pw", client_tls).logout()
