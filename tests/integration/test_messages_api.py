@@ -189,6 +189,7 @@ def test_unknown_folder_uid_and_mailbox_are_404(
         fetching(api, env.bob.id, uid + 1000),
         listing(api, "mb_" + "z" * 20),
         api.get(f"/api/v1/mailboxes/{env.bob.id}/messages", headers=make_tenant().headers),
+        api.get(f"/api/v1/mailboxes/{env.bob.id}/messages/{uid}", headers=make_tenant().headers),
     ]
     for resp in cases:
         assert resp.status_code == 404, resp.text

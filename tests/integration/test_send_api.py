@@ -133,12 +133,20 @@ def test_unknown_foreign_and_inactive_mailboxes(
     assert send(api, "mb_" + "x" * 20, **body).status_code == 404
     assert send(api, "nonsense", **body).status_code == 400  # a malformed id
     other = make_tenant()
-    foreign = api.post(f"/api/v1/mailboxes/{env.alice.id}/send", json=body, headers=other.headers)
+    marker = {**body, "subject": "must-never-arrive"}
+    foreign = api.post(f"/api/v1/mailboxes/{env.alice.id}/send", json=marker, headers=other.headers)
     assert foreign.status_code == 404
+    # Nothing was sent: a real send after it arrives, the foreign one never does.
+    assert send(api, env.alice.id, **{**body, "subject": "after-foreign"}).status_code == 200
+    env.wait_for(env.bob, lambda raw: b"after-foreign" in raw)
+    with env.imap(env.bob) as inbox:
+        inbox.select("INBOX", readonly=True)
+        assert inbox.search(None, "SUBJECT", "must-never-arrive")[1] == [b""]
     with env.runtime.db.transaction() as session:
         session.execute(
             update(Mailbox).where(Mailbox.id == env.alice.id).values(status="pending_provision")
         )
+    env.runtime.evict_mailbox(env.alice.id)  # as the services do after a change
     resp = send(api, env.alice.id, **body)
     assert resp.status_code == 409
     assert resp.json()["error"]["code"] == "conflict"
