@@ -25,17 +25,20 @@ from sqlalchemy import select
 
 from adbtd.api.app import create_api, create_app
 from adbtd.db.engine import Database
-from adbtd.db.models import DedicatedIp, Domain, Mailbox
+from adbtd.db.models import DedicatedIp, Domain
 from adbtd.runtime import Runtime
 from adbtd.services import api_keys, billing, workspaces
 from adbtd.settings import Settings
 from tests.conftest import Tenant
+from tests.integration.conftest import RunningNode
+from tests.support.mail_env import node_settings, provision_mail
 from tests.support.resources import add_inventory, first_order
 
 pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = 12
-# 5xx answers the reference defines: no mail node runs here, and the inventory runs out.
+# 5xx answers the reference defines: the mail servers refuse (a recipient nobody hosts, say),
+# and the inventory runs out.
 DOCUMENTED_5XX = {502: {"smtp_error", "imap_error"}, 503: {"inventory_unavailable"}}
 
 
@@ -61,9 +64,13 @@ CHECKS = [
 
 
 @pytest.fixture
-def fuzz_runtime(settings_factory: Callable[..., Settings]) -> Iterator[Runtime]:
+def fuzz_runtime(
+    settings_factory: Callable[..., Settings], mailnode: RunningNode
+) -> Iterator[Runtime]:
     runtime = Runtime.from_settings(
-        settings_factory(
+        node_settings(
+            settings_factory,
+            mailnode,
             rate_default_burst=1_000_000,
             rate_default_per_minute=1_000_000,
             rate_send_burst=1_000_000,
@@ -83,8 +90,9 @@ class FuzzTenant:
 
 
 @pytest.fixture
-def fuzz_tenant(fuzz_runtime: Runtime) -> FuzzTenant:
-    """A paying workspace with a provisioned first order, its key and its resources' ids."""
+def fuzz_tenant(fuzz_runtime: Runtime, mailnode: RunningNode, dkim_key: str) -> FuzzTenant:
+    """A paying workspace with a provisioned first order and a mailbox live on the real node
+    holding one message, its key and its resources' ids: the mail routes answer for real."""
     add_inventory(fuzz_runtime, "127.0.9.1-127.0.9.40")
     with fuzz_runtime.db.transaction() as session:
         ws = workspaces.create_workspace(session, slug="fuzz", name="Fuzz")
@@ -92,14 +100,20 @@ def fuzz_tenant(fuzz_runtime: Runtime) -> FuzzTenant:
         created = api_keys.create_key(session, workspace_id=ws.id, name="fuzz")
     tenant = Tenant(ws.id, ws.slug, created.key.id, created.token)
     placed = first_order(fuzz_runtime, tenant, domain="fuzz.test", emails=["alice@fuzz.test"])
+    live = provision_mail(fuzz_runtime, tenant, mailnode, dkim_key, names=("carol",))
+    carol = live.boxes["carol"]
+    uid = live.append(carol, b"Subject: fuzzed\r\nFrom: a@b.test\r\n\r\nhello\r\n")
     with fuzz_runtime.db.transaction() as session:
         ids = {
-            "domain_id": session.scalars(select(Domain.id)).one(),
+            "domain_id": session.scalars(select(Domain.id).where(Domain.name == "fuzz.test")).one(),
             "ip_id": session.scalars(
-                select(DedicatedIp.id).where(DedicatedIp.workspace_id == ws.id)
+                select(DedicatedIp.id).where(
+                    DedicatedIp.workspace_id == ws.id, DedicatedIp.address != live.ip
+                )
             ).one(),
-            "mailbox_id": session.scalars(select(Mailbox.id)).one(),
+            "mailbox_id": carol.id,
             "order_id": placed.order_id,
+            "uid": str(uid),
         }
     return FuzzTenant(tenant.headers, ids)
 
