@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -212,7 +213,9 @@ class CrashAfterProvider:
         return result
 
 
-def test_a_retried_push_never_creates_a_second_subscription(world: StripeWorld) -> None:
+def push_that_crashes(world: StripeWorld) -> tuple[str, str, CrashAfterProvider]:
+    """A paying workspace with a provisioned first order whose first push reached Stripe and
+    then 'crashed' before anything was recorded; (workspace, domain, the crashing provider)."""
     add_inventory(world.runtime)
     workspace_id = world.workspace()
     world.deliver(world.event("checkout.session.completed", world.checkout(workspace_id)))
@@ -232,14 +235,25 @@ def test_a_retried_push_never_creates_a_second_subscription(world: StripeWorld) 
         billing_flows.push_quantities(
             world.runtime.db, crashing, world.runtime.settings, workspace_id=workspace_id
         )
+    return workspace_id, name, crashing
+
+
+def only_subscription(world: StripeWorld, workspace_id: str, result: PushResult) -> list[Any]:
+    """The customer's subscriptions at Stripe, asserted to be exactly the pushed one."""
+    customer = world.account(workspace_id).customer_ref
+    subscriptions: list[Any] = world.stripe.get(f"/v1/subscriptions?customer={customer}")["data"]
+    assert [s["id"] for s in subscriptions] == [result.subscription_ref]
+    return subscriptions
+
+
+def test_a_retried_push_never_creates_a_second_subscription(world: StripeWorld) -> None:
+    workspace_id, _name, crashing = push_that_crashes(world)
     assert world.account(workspace_id).subscription_ref is None  # nothing was recorded
     retried = billing_flows.push_quantities(
         world.runtime.db, crashing, world.runtime.settings, workspace_id=workspace_id
     )
     assert retried is not None
-    customer = world.account(workspace_id).customer_ref
-    subscriptions = world.stripe.get(f"/v1/subscriptions?customer={customer}")["data"]
-    assert [s["id"] for s in subscriptions] == [retried.subscription_ref]
+    only_subscription(world, workspace_id, retried)
     assert stripe_quantities(world, workspace_id) == {"domain": 1, "ip": 1, "mailbox": 1}
     # The retry adopted what the first try made: no create was sent again, nothing changed.
     sent = world.stripe.get("/_test/idempotency")["requests"]
@@ -252,25 +266,7 @@ def test_a_retried_push_never_creates_a_second_subscription(world: StripeWorld) 
 def test_a_change_between_a_crash_and_its_retry_adopts_the_live_subscription(
     world: StripeWorld,
 ) -> None:
-    add_inventory(world.runtime)
-    workspace_id = world.workspace()
-    world.deliver(world.event("checkout.session.completed", world.checkout(workspace_id)))
-    name = unique_domain()
-    with world.runtime.db.transaction() as session:
-        orders.place_first_order(
-            session,
-            workspace_id=workspace_id,
-            domain=name,
-            ip_count=1,
-            emails=[f"a@{name}"],
-            settings=world.runtime.settings,
-        )
-    provision(world.runtime)
-    crashing = CrashAfterProvider(world.provider)
-    with pytest.raises(RuntimeError):
-        billing_flows.push_quantities(
-            world.runtime.db, crashing, world.runtime.settings, workspace_id=workspace_id
-        )
+    workspace_id, name, crashing = push_that_crashes(world)
     # Before the retry every quantity changes, so no idempotency key of the first try is reused.
     second = unique_domain()
     with world.runtime.db.transaction() as session:
@@ -295,9 +291,7 @@ def test_a_change_between_a_crash_and_its_retry_adopts_the_live_subscription(
         world.runtime.db, crashing, world.runtime.settings, workspace_id=workspace_id
     )
     assert retried is not None
-    customer = world.account(workspace_id).customer_ref
-    subscriptions = world.stripe.get(f"/v1/subscriptions?customer={customer}")["data"]
-    assert [s["id"] for s in subscriptions] == [retried.subscription_ref]
+    subscriptions = only_subscription(world, workspace_id, retried)
     [subscription] = subscriptions
     assert len(subscription["items"]["data"]) == 3  # one item per kind, none twice
     assert stripe_quantities(world, workspace_id) == {"domain": 2, "ip": 2, "mailbox": 2}
