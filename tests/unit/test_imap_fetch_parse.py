@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adbtd.adapters.imap_pool import _parse_fetch
+from adbtd.adapters.imap_protocol import parse_fetch
 
 
 def test_unsolicited_news_of_other_messages_is_left_out() -> None:
@@ -11,7 +11,7 @@ def test_unsolicited_news_of_other_messages_is_left_out() -> None:
         b"5 (UID 50 FLAGS ())",
         b"6 (UID 60 FLAGS (\\Flagged \\Recent))",
     ]
-    page = _parse_fetch(data, lambda seq, _uid: 5 <= seq <= 6)
+    page = parse_fetch(data, lambda seq, _uid: 5 <= seq <= 6)
     assert sorted(page) == [50, 60]
     assert page[60].flags == ["\\Flagged"]  # \Recent is never reported
 
@@ -21,10 +21,10 @@ def test_two_answers_for_one_message_keep_the_body_and_the_newest_flags() -> Non
     whole = (b"7 (UID 70 FLAGS () RFC822.SIZE 22 BODY[] {22}", body)
     news = b"7 (UID 70 FLAGS (\\Seen))"
     for data, flags in (([whole, b")", news], ["\\Seen"]), ([news, whole, b")"], [])):
-        [item] = _parse_fetch(data, lambda _seq, uid: uid == 70).values()
+        [item] = parse_fetch(data, lambda _seq, uid: uid == 70).values()
         assert item.section == body and item.size == 22
         assert item.flags == flags
 
 
 def test_responses_without_a_uid_or_sequence_are_skipped() -> None:
-    assert _parse_fetch([b"8 (FLAGS (\\Seen))", b"garbage", b"* (UID 9)"]) == {}
+    assert parse_fetch([b"8 (FLAGS (\\Seen))", b"garbage", b"* (UID 9)"]) == {}

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Generic, TypeVar
 
-from adbtd.adapters.imap_pool import FetchedItem, ImapPool
+from adbtd.adapters.imap_pool import ImapPool
+from adbtd.adapters.imap_protocol import FetchedItem
 from adbtd.adapters.pool import Login
 from adbtd.adapters.smtp_pool import Envelope, SmtpPool
 from adbtd.clock import utcnow
