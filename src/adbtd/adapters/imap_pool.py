@@ -178,8 +178,6 @@ def _list_page(
     before: int | None,
     known: KnownMessages | None,
 ) -> FolderPage:
-    warm_items = FLAGS_ONLY  # what a page asks for when ``known`` holds the folder
-
     def page_ahead(seen: OpenFolder) -> Command | None:
         """The page as the folder was last seen, to send behind the NOOP."""
         if seen.uid_validity is None or known is None or not known.any(seen.uid_validity):
@@ -188,7 +186,7 @@ def _list_page(
             return ("UID", "SEARCH", f"UID 1:{before - 1}") if before > 1 else None
         if seen.total == 0:
             return None
-        return ("FETCH", f"{max(1, seen.total - limit + 1)}:{seen.total}", warm_items)
+        return ("FETCH", f"{max(1, seen.total - limit + 1)}:{seen.total}", FLAGS_ONLY)
 
     last_total = conn.opened.total if conn.opened is not None else -1
     opened, early = open_folder(conn, quoted, folder, readonly=True, ahead=page_ahead)
@@ -199,7 +197,7 @@ def _list_page(
     # sent ahead was warm when sent, whatever the cache holds by now.)
     early_ok = early is not None and early[0] == "OK"
     warm = early_ok or (known is not None and uid_validity is not None and known.any(uid_validity))
-    items = warm_items if warm else LIST_ITEMS
+    items = FLAGS_ONLY if warm else LIST_ITEMS
     if before is None:  # the newest page by sequence numbers: one round trip, no SEARCH
         first = max(1, total - limit + 1)
         if early is not None and early_ok and total == last_total:
@@ -256,28 +254,32 @@ def _fetch_one(
 ) -> FetchedMessage:
     whole = f"(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{max_bytes}>)"
 
+    def items_for(uid_validity: int | None) -> str:
+        held = known is not None and uid_validity is not None and known.has(uid_validity, uid)
+        return FLAGS_ONLY if held else whole
+
     def fetch_ahead(seen: OpenFolder) -> Command:
         """UIDs do not move: the fetch can go behind the NOOP whatever its news."""
-        warm = known is not None and seen.uid_validity is not None
-        held = warm and known is not None and known.has(seen.uid_validity or 0, uid)
-        return ("UID", "FETCH", str(uid), FLAGS_ONLY if held else whole)
+        return ("UID", "FETCH", str(uid), items_for(seen.uid_validity))
 
     opened, early = open_folder(conn, quoted, folder, readonly=not mark_seen, ahead=fetch_ahead)
-    uid_validity = opened.uid_validity
     if early is not None and early[0] in ("OK", "NO"):
         typ, data = early
     else:
-        warm = known is not None and uid_validity is not None and known.has(uid_validity, uid)
-        typ, data = conn.uid("FETCH", str(uid), FLAGS_ONLY if warm else whole)
-    item = parse_fetch(data, lambda _seq, got: got == uid).get(uid) if typ == "OK" else None
+        typ, data = conn.uid("FETCH", str(uid), items_for(opened.uid_validity))
+
+    def this_one(_seq: int, got: int) -> bool:
+        return got == uid
+
+    item = parse_fetch(data, this_one).get(uid) if typ == "OK" else None
     if item is None:
         raise NotFound(f"message {uid} not found in folder {folder!r}")
     if mark_seen and "\\Seen" not in item.flags:
         typ, data = conn.uid("STORE", str(uid), "+FLAGS", "(\\Seen)")
-        stored = parse_fetch(data, lambda _seq, got: got == uid).get(uid) if typ == "OK" else None
+        stored = parse_fetch(data, this_one).get(uid) if typ == "OK" else None
         flags = stored.flags if stored is not None else [*item.flags, "\\Seen"]
         item = FetchedItem(item.uid, flags, item.size, item.internaldate, item.section)
-    return FetchedMessage(uid_validity, item)
+    return FetchedMessage(opened.uid_validity, item)
 
 
 def _describe(exc: BaseException) -> str:

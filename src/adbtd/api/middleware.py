@@ -202,7 +202,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def _declared_length(scope: Scope) -> int:
     """The Content-Length a request declares (0 when absent or unreadable: a streamed body is
-    counted as it is read, by FastAPI's ``max_body_size``)."""
+    counted as it is read, by the guard's ``receive_within_limit``)."""
     value = _header(scope, b"content-length")
     return int(value) if value is not None and value.isdigit() else 0
 
