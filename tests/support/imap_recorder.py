@@ -1,5 +1,6 @@
 """A TLS-terminating IMAP proxy that records every line a client sends, to count the commands
 that reach the server. It presents the node's own certificate, so pinned clients accept it.
+A line is recorded before it is passed on, so once the server has answered, it is counted.
 
 It runs on its own asyncio loop in one thread: an ``ssl.SSLSocket`` must not be read in one
 thread while another writes it (OpenSSL objects are not thread-safe; with TLS 1.3 tickets in
