@@ -345,15 +345,30 @@ def test_payment_failure_and_recovery_flip_the_delinquent_flag(world: StripeWorl
     workspace_id = world.workspace()
     world.deliver(world.event("checkout.session.completed", world.checkout(workspace_id)))
     customer = world.account(workspace_id).customer_ref
+    now = int(time.time())
 
-    def invoice_event(type_: str) -> bytes:
+    def invoice_event(type_: str, created: int | None) -> bytes:
         invoice = {"id": "in_test", "object": "invoice", "customer": customer}
-        event = {"id": f"evt_{type_}", "type": type_, "data": {"object": invoice}}
+        event = {"id": f"evt_{type_}_{created}", "type": type_, "data": {"object": invoice}}
+        if created is not None:
+            event["created"] = created
         return json.dumps(event).encode()
 
-    assert world.deliver(invoice_event("invoice.payment_failed")) == 200
+    assert world.deliver(invoice_event("invoice.payment_failed", now + 10)) == 200
     assert world.account(workspace_id).delinquent is True
-    assert world.deliver(invoice_event("invoice.paid")) == 200
+    assert world.deliver(invoice_event("invoice.paid", now + 20)) == 200
+    assert world.account(workspace_id).delinquent is False
+    # Stripe's order is not guaranteed: a failure made before the payment arrives late.
+    assert world.deliver(invoice_event("invoice.payment_failed", now + 15)) == 200
+    assert world.account(workspace_id).delinquent is False
+    assert world.deliver(invoice_event("invoice.payment_failed", now + 30)) == 200
+    assert world.account(workspace_id).delinquent is True
+    assert world.deliver(invoice_event("invoice.paid", now + 25)) == 200  # late, older
+    assert world.account(workspace_id).delinquent is True
+    # A new payment method clears it; a failure made before that checkout stays history.
+    world.deliver(world.event("checkout.session.completed", world.checkout(workspace_id)))
+    assert world.account(workspace_id).delinquent is False
+    assert world.deliver(invoice_event("invoice.payment_failed", now - 60)) == 200
     assert world.account(workspace_id).delinquent is False
     unrelated = json.dumps({"id": "evt_x", "type": "customer.created", "data": {"object": {}}})
     assert world.deliver(unrelated.encode()) == 200

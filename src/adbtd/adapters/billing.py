@@ -8,6 +8,7 @@ idempotency keys they derive from local state; adapters only translate to the pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 from adbtd.settings import Settings
@@ -52,6 +53,7 @@ class BillingEvent:
     workspace_id: str | None = None
     customer_ref: str | None = None
     checkout_ref: str | None = None
+    created_at: datetime | None = None  # when the provider made the event (not when it came)
 
 
 class BillingProvider(Protocol):

@@ -9,6 +9,7 @@ retry and Stripe returns the first answer instead of charging twice.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -216,7 +217,18 @@ def event_from_payload(event: Any) -> BillingEvent:
         workspace_id=str(workspace_id) if workspace_id else None,
         customer_ref=_ref(obj.get("customer")),
         checkout_ref=str(obj["id"]) if kind == "checkout_completed" and obj.get("id") else None,
+        created_at=_timestamp(event.get("created")),
     )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """Stripe's ``created`` (Unix seconds) as an aware datetime; None when absent or odd."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _meta(metadata: Any, key: str) -> str | None:

@@ -89,6 +89,9 @@ class BillingAccount(Base):
     payment_method_added_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     subscription_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
     delinquent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the fact behind ``delinquent`` happened (a payment event's creation, a checkout):
+    # webhooks arrive in any order, and an older one must not undo a newer one.
+    payment_state_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class SubscriptionItem(Base):

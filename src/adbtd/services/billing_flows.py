@@ -8,6 +8,7 @@ one, and every write to the provider carries an idempotency key derived from loc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
@@ -134,6 +135,7 @@ def complete_checkout(
         account.customer_ref = finished.customer_ref
         account.provider = provider.name
         account.delinquent = False
+        account.payment_state_at = utcnow()
         if account.payment_method_ref != finished.payment_method_ref:
             billing.record_payment_method(
                 session, workspace_id=finished.workspace_id, ref=finished.payment_method_ref
@@ -202,6 +204,15 @@ def push_quantities(
     return result
 
 
+def is_stale(state_at: datetime | None, created_at: datetime | None) -> bool:
+    """An event made before the payment state it would replace was set (Stripe sends
+    ``invoice.paid`` and ``invoice.payment_failed`` in no guaranteed order). Its time has
+    whole seconds, so an event of the same second as the state still applies."""
+    if state_at is None or created_at is None:
+        return False
+    return created_at < state_at.replace(microsecond=0)
+
+
 def handle_event(
     db: Database, provider: BillingProvider, settings: Settings, event: BillingEvent
 ) -> str:
@@ -216,7 +227,10 @@ def handle_event(
             )
             if account is None:
                 return "no workspace for this customer"
+            if is_stale(account.payment_state_at, event.created_at):
+                return f"{account.workspace_id} older than its payment state; ignored"
             account.delinquent = event.kind == "payment_failed"
+            account.payment_state_at = event.created_at or utcnow()
             return f"{account.workspace_id} delinquent={account.delinquent}"
     if event.kind == "subscription_ended" and event.customer_ref:
         with db.transaction() as session:
