@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,8 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "placeholder", "dev", "test"}
 )
 MIN_SECRET_LENGTH = 32
+DEFAULT_NODE = "main"
+NODE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class Settings(BaseSettings):
@@ -41,6 +44,7 @@ class Settings(BaseSettings):
     public_base_url: str = ""
 
     ip_pool: str = "127.0.1.1-127.0.1.20"
+    node_name: str = DEFAULT_NODE  # the mail node this process runs; IP_POOL joins it
     ip_cooldown_days: float = 30.0
     submission_port: int = 10587
     imap_port: int = 10993
@@ -95,6 +99,11 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_ip_max_failures: int = Field(default=20, ge=1)
     login_window_seconds: float = Field(default=900.0, gt=0)
+
+    @field_validator("node_name")
+    @classmethod
+    def _node_name_is_a_label(cls, value: str) -> str:
+        return check_node_name(value)
 
     @field_validator("ip_pool")
     @classmethod
@@ -161,6 +170,15 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """Public URL of the HTTP server, used in links such as ``checkoutUrl``."""
         return self.public_base_url.rstrip("/") or f"http://{self.http_host}:{self.http_port}"
+
+
+def check_node_name(name: str) -> str:
+    """A mail node's name: a lowercase DNS label (it is stored with each of the node's IPs)."""
+    if not NODE_NAME.fullmatch(name):
+        raise ValueError(
+            "a node name is 1-63 lowercase letters, digits and inner hyphens, e.g. mx-east-1"
+        )
+    return name
 
 
 def parse_ip_pool(spec: str) -> list[str]:

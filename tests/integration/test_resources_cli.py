@@ -80,9 +80,18 @@ def test_orders_create_password_and_ips_add(settings: Settings, runtime: Runtime
     added = run_cli(settings, "ips", "add", "127.0.7.1-127.0.7.3", "127.0.7.9", "127.0.8.0/30")
     assert "added 6 address(es)" in added.stdout
     again = run_cli(settings, "ips", "add", "127.0.7.1")
-    assert "added 0 address(es); 1 already" in again.stdout
+    assert "added 0 address(es) on node main; 1 already" in again.stdout
     bad = run_cli(settings, "ips", "add", "300.1.1.1", check=False)
     assert bad.returncode == 1 and "validation_error" in bad.stderr
+    east = run_cli(settings, "ips", "add", "127.0.7.20-127.0.7.21", "--node", "mx-east")
+    assert "added 2 address(es) on node mx-east" in east.stdout
+    for node in ("MX_East", "-east", "x" * 64, ""):
+        refused = run_cli(settings, "ips", "add", "127.0.7.30", "--node", node, check=False)
+        assert refused.returncode == 1 and "validation_error" in refused.stderr, node
+    with runtime.db.transaction() as session:
+        nodes = dict(session.execute(select(DedicatedIp.address, DedicatedIp.node)).all())
+    assert nodes["127.0.7.1"] == "main" and nodes["127.0.7.20"] == nodes["127.0.7.21"] == "mx-east"
+    assert "127.0.7.30" not in nodes
     name = unique_domain()
     out = run_cli(
         settings,

@@ -49,9 +49,9 @@ IP_KEYS = {"id", "address", "status", "allocatedAt", "lastReputationAt", "reputa
 ISO_MS = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 
 
-def add_inventory(runtime: Runtime, spec: str = DEFAULT_POOL) -> list[str]:
+def add_inventory(runtime: Runtime, spec: str = DEFAULT_POOL, *, node: str = "main") -> list[str]:
     with runtime.db.transaction() as session:
-        return inventory.add_addresses(session, items=[spec]).added
+        return inventory.add_addresses(session, items=[spec], node=node).added
 
 
 def provision(runtime: Runtime) -> int:

@@ -80,3 +80,14 @@ def test_ip_pool_ranges_cidrs_and_lists() -> None:
 def test_bad_ip_pool_is_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValidationError):
         build_settings(data_dir=tmp_path, ip_pool=bad)
+
+
+@pytest.mark.parametrize("name", ["main", "mx-east-1", "a", "9", "a" * 63])
+def test_node_names_are_dns_labels(tmp_path: Path, name: str) -> None:
+    assert build_settings(data_dir=tmp_path, node_name=name).node_name == name
+
+
+@pytest.mark.parametrize("bad", ["", "Main", "mx_east", "-east", "east-", "a" * 64, "a.b", "é"])
+def test_bad_node_names_are_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValidationError):
+        build_settings(data_dir=tmp_path, node_name=bad)

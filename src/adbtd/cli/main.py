@@ -14,10 +14,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from adbtd.db.migrate import upgrade
-from adbtd.errors import AdbtdError
+from adbtd.errors import AdbtdError, ValidationFailed
 from adbtd.runtime import Runtime
 from adbtd.services import api_keys, billing, inventory, mailboxes, orders, workspaces
-from adbtd.settings import Settings, build_settings
+from adbtd.settings import Settings, build_settings, check_node_name
 
 app = typer.Typer(
     help="Operate an adbtd platform.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -184,7 +184,9 @@ def orders_create(
 
     def action(runtime: Runtime) -> dict[str, Any]:
         with runtime.db.transaction() as session:
-            inventory.sync_pool(session, ip_pool=runtime.settings.ip_pool)
+            inventory.sync_pool(
+                session, ip_pool=runtime.settings.ip_pool, node=runtime.settings.node_name
+            )
             ws = workspaces.get_workspace_by_slug(session, slug)
             placed = orders.place_first_order(
                 session,
@@ -223,16 +225,24 @@ def mailboxes_password(email: str) -> None:
 @ips_app.command("add")
 def ips_add(
     items: Annotated[list[str], typer.Argument(help="Addresses, a-b ranges or CIDRs.")],
+    node: Annotated[
+        str | None,
+        typer.Option(help="The mail node that binds them (default: ADBTD_NODE_NAME)."),
+    ] = None,
 ) -> None:
     """Add addresses to the dedicated IP inventory (already known ones are left alone)."""
 
-    def action(runtime: Runtime) -> inventory.AddedAddresses:
+    def action(runtime: Runtime) -> tuple[str, inventory.AddedAddresses]:
+        try:
+            owner = check_node_name(node) if node is not None else runtime.settings.node_name
+        except ValueError as exc:
+            raise ValidationFailed(f"--node: {exc}") from exc
         with runtime.db.transaction() as session:
-            return inventory.add_addresses(session, items=items)
+            return owner, inventory.add_addresses(session, items=items, node=owner)
 
-    result = run_service(action)
+    owner, result = run_service(action)
     typer.echo(
-        f"added {len(result.added)} address(es); "
+        f"added {len(result.added)} address(es) on node {owner}; "
         f"{len(result.already_present)} already in the inventory"
     )
 

@@ -125,7 +125,7 @@ def run_server(settings: Settings) -> None:
     upgrade(settings.resolved_database_url)
     runtime = Runtime.from_settings(settings)
     with runtime.db.transaction() as session:
-        inventory.sync_pool(session, ip_pool=settings.ip_pool)
+        inventory.sync_pool(session, ip_pool=settings.ip_pool, node=settings.node_name)
     started: list[Component] = []
     try:
         started = start_components(background_components(runtime))

@@ -20,6 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from adbtd.settings import DEFAULT_NODE
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -157,10 +159,15 @@ class DedicatedIp(Base):
     """An address of the inventory: free, reserved by an order, assigned, or cooling down."""
 
     __tablename__ = "dedicated_ips"
-    __table_args__ = (Index("ix_dedicated_ips_status", "status"),)
+    __table_args__ = (
+        Index("ix_dedicated_ips_status", "status"),
+        Index("ix_dedicated_ips_node_status", "node", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     address: Mapped[str] = mapped_column(String(45), unique=True)
+    # The mail node that binds the address (``ADBTD_NODE_NAME`` of the node that serves it).
+    node: Mapped[str] = mapped_column(String(63), default=DEFAULT_NODE, server_default=DEFAULT_NODE)
     status: Mapped[str] = mapped_column(String(20))
     workspace_id: Mapped[str | None] = mapped_column(
         ForeignKey("workspaces.id", ondelete="SET NULL"), nullable=True, index=True

@@ -1,5 +1,9 @@
 """The dedicated IP inventory: free → reserved (by an order) → assigned → cooldown → free.
 
+Each address belongs to one mail node (the one that binds it). A workspace's addresses all
+come from one node, as its mailboxes' mail is stored on the node that serves them: its first
+order takes the node with the most free addresses, later orders stay on that node.
+
 Reservations are atomic: PostgreSQL locks the chosen rows with ``FOR UPDATE SKIP LOCKED`` so
 concurrent orders pick disjoint addresses; SQLite transactions already hold the write lock from
 ``BEGIN IMMEDIATE`` (see ``adbtd.db.engine``), which serializes them.
@@ -18,7 +22,7 @@ from adbtd.clock import utcnow
 from adbtd.db.models import DedicatedIp
 from adbtd.errors import InventoryUnavailable, ValidationFailed
 from adbtd.ids import new_id
-from adbtd.settings import expand_ip_item
+from adbtd.settings import DEFAULT_NODE, expand_ip_item
 
 FREE = "free"
 RESERVED = "reserved"
@@ -45,8 +49,11 @@ def expand_items(items: list[str]) -> list[str]:
     return list(dict.fromkeys(addresses))
 
 
-def add_addresses(session: Session, *, items: list[str]) -> AddedAddresses:
-    """Put addresses into the inventory as free; ones already known are left as they are."""
+def add_addresses(
+    session: Session, *, items: list[str], node: str = DEFAULT_NODE
+) -> AddedAddresses:
+    """Put addresses into the inventory as free on ``node``; ones already known (on any node)
+    are left as they are: an address carrying mail is not moved by adding it again."""
     wanted = expand_items(items)
     known: set[str] = set()
     for start in range(0, len(wanted), 500):
@@ -55,14 +62,17 @@ def add_addresses(session: Session, *, items: list[str]) -> AddedAddresses:
             session.scalars(select(DedicatedIp.address).where(DedicatedIp.address.in_(chunk)))
         )
     added = [address for address in wanted if address not in known]
-    session.add_all(DedicatedIp(id=new_id("ip"), address=a, status=FREE) for a in added)
+    session.add_all(DedicatedIp(id=new_id("ip"), address=a, node=node, status=FREE) for a in added)
     session.flush()
     return AddedAddresses(added=added, already_present=[a for a in wanted if a in known])
 
 
-def sync_pool(session: Session, *, ip_pool: str) -> AddedAddresses:
-    """Make every address of ``settings.ip_pool`` part of the inventory (idempotent)."""
-    return add_addresses(session, items=[ip_pool]) if ip_pool.strip() else AddedAddresses([], [])
+def sync_pool(session: Session, *, ip_pool: str, node: str = DEFAULT_NODE) -> AddedAddresses:
+    """Make every address of ``settings.ip_pool`` part of the inventory on ``node``
+    (idempotent)."""
+    if not ip_pool.strip():
+        return AddedAddresses([], [])
+    return add_addresses(session, items=[ip_pool], node=node)
 
 
 def _available(now: datetime) -> ColumnElement[bool]:
@@ -73,31 +83,71 @@ def _available(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def available_count(session: Session) -> int:
-    """How many addresses an order could reserve right now."""
-    count = session.scalar(
-        select(func.count()).select_from(DedicatedIp).where(_available(utcnow()))
+def available_by_node(session: Session) -> dict[str, int]:
+    """How many addresses an order could reserve right now, per node (nodes with none left
+    out)."""
+    rows = session.execute(
+        select(DedicatedIp.node, func.count())
+        .where(_available(utcnow()))
+        .group_by(DedicatedIp.node)
     )
-    return count or 0
+    return {node: count for node, count in rows}
+
+
+def available_count(session: Session) -> int:
+    """How many addresses an order could reserve right now, on all nodes together."""
+    return sum(available_by_node(session).values())
+
+
+def workspace_node(session: Session, *, workspace_id: str) -> str | None:
+    """The node of the addresses the workspace holds (None while it holds none)."""
+    return session.scalar(
+        select(DedicatedIp.node)
+        .where(DedicatedIp.workspace_id == workspace_id, DedicatedIp.status.in_(HELD_STATUSES))
+        .order_by(DedicatedIp.address)
+        .limit(1)
+    )
 
 
 def reserve_ips(
     session: Session, *, workspace_id: str, order_id: str, count: int
 ) -> list[DedicatedIp]:
-    """Reserve ``count`` free addresses for an order, all or none (503 when short)."""
-    now = utcnow()
+    """Reserve ``count`` free addresses for an order, all or none (503 when short), on the
+    workspace's node; a workspace holding none takes the node with the most free ones."""
+    home = workspace_node(session, workspace_id=workspace_id)
+    if home is not None:
+        candidates = [home]
+    else:
+        free = available_by_node(session)
+        candidates = sorted(free, key=lambda node: (-free[node], node))
+    best = 0
+    for node in candidates:
+        chosen = _lock_free(session, node=node, count=count)
+        if len(chosen) == count:
+            return _reserve(session, chosen, workspace_id=workspace_id, order_id=order_id)
+        best = max(best, len(chosen))
+    where = "on the workspace's mail node" if home is not None else "on any one mail node"
+    raise InventoryUnavailable(
+        f"not enough free dedicated IPs {where}: asked for {count}, {best} available"
+    )
+
+
+def _lock_free(session: Session, *, node: str, count: int) -> list[DedicatedIp]:
+    """Up to ``count`` available addresses of ``node``, locked for this transaction; rows
+    another transaction holds are skipped, so concurrent orders pick disjoint addresses."""
     stmt = (
         select(DedicatedIp)
-        .where(_available(now))
+        .where(_available(utcnow()), DedicatedIp.node == node)
         .order_by(DedicatedIp.address)
         .limit(count)
         .with_for_update(skip_locked=True)
     )
-    chosen = list(session.scalars(stmt))
-    if len(chosen) < count:
-        raise InventoryUnavailable(
-            f"not enough free dedicated IPs: asked for {count}, {len(chosen)} available"
-        )
+    return list(session.scalars(stmt))
+
+
+def _reserve(
+    session: Session, chosen: list[DedicatedIp], *, workspace_id: str, order_id: str
+) -> list[DedicatedIp]:
     for ip in chosen:
         ip.status = RESERVED
         ip.workspace_id = workspace_id

@@ -18,6 +18,7 @@ from adbtd.mailnode.render import (
 )
 from adbtd.mailnode.state import NodeDomain, NodeMailbox, NodeState
 from adbtd.services.secretbox import SecretBox
+from adbtd.settings import DEFAULT_NODE
 
 log = logging.getLogger("adbtd.mailnode")
 
@@ -26,9 +27,10 @@ LIVE_IP_STATUSES = ("assigned",)
 
 
 def load_node_state(
-    session: Session, *, secret_key: str, helo_per_domain: bool = True
+    session: Session, *, node: str = DEFAULT_NODE, secret_key: str, helo_per_domain: bool = True
 ) -> NodeState:
-    """Everything provisioned: assigned IPs, domains with a DKIM key, active mailboxes.
+    """Everything provisioned on ``node``: its assigned IPs, the domains with a DKIM key of the
+    workspaces holding them, and their active mailboxes (a workspace's IPs are on one node).
 
     With ``helo_per_domain`` each IP says ``mail.<domain>`` in HELO, for the workspace's first
     domain by name: the host the domain's MX and A records point at (``dns_records``).
@@ -38,7 +40,7 @@ def load_node_state(
         row
         for row in session.execute(
             select(DedicatedIp.id, DedicatedIp.address, DedicatedIp.workspace_id).where(
-                DedicatedIp.status.in_(LIVE_IP_STATUSES)
+                DedicatedIp.status.in_(LIVE_IP_STATUSES), DedicatedIp.node == node
             )
         )
         if _renderable("dedicated IP", row.address, is_ipv4(row.address))

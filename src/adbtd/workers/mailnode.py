@@ -36,6 +36,7 @@ class DatabaseMailNode:
             settings = self.runtime.settings
             return load_node_state(
                 session,
+                node=settings.node_name,
                 secret_key=settings.secret_key,
                 helo_per_domain=not settings.mx_hostname,
             )
