@@ -23,7 +23,7 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 MIN_SECRET_LENGTH = 32
 DEFAULT_NODE = "main"
-NODE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class Settings(BaseSettings):
@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     dnsbl_zones: str = "zen.spamhaus.org"
     reputation_interval_seconds: float = Field(default=21600.0, gt=0)
     mx_hostname: str = ""
+    node_mx_hostnames: str = ""  # "mx-east=mx1.example.com,mx-west=mx2.example.com"
     dns_hosting_provider: Literal["local", "pdns"] = "local"
     pdns_api_url: str = "http://127.0.0.1:8081"
     pdns_api_key: str = Field(default="", repr=False)
@@ -104,6 +105,12 @@ class Settings(BaseSettings):
     @classmethod
     def _node_name_is_a_label(cls, value: str) -> str:
         return check_node_name(value)
+
+    @field_validator("node_mx_hostnames")
+    @classmethod
+    def _node_mx_hostnames_parse(cls, value: str) -> str:
+        parse_node_hostnames(value)
+        return value
 
     @field_validator("ip_pool")
     @classmethod
@@ -166,6 +173,13 @@ class Settings(BaseSettings):
             return self.pdns_api_key
         return hmac.new(self.secret_key.encode(), b"pdns-api-key", hashlib.sha256).hexdigest()
 
+    def mx_hostname_for(self, node: str | None) -> str:
+        """The inbound host name of ``node`` (``ADBTD_NODE_MX_HOSTNAMES``), else the
+        deployment's ``ADBTD_MX_HOSTNAME`` (which may be empty)."""
+        if node is None:
+            return self.mx_hostname
+        return parse_node_hostnames(self.node_mx_hostnames).get(node, self.mx_hostname)
+
     @property
     def base_url(self) -> str:
         """Public URL of the HTTP server, used in links such as ``checkoutUrl``."""
@@ -174,11 +188,34 @@ class Settings(BaseSettings):
 
 def check_node_name(name: str) -> str:
     """A mail node's name: a lowercase DNS label (it is stored with each of the node's IPs)."""
-    if not NODE_NAME.fullmatch(name):
+    if not DNS_LABEL.fullmatch(name):
         raise ValueError(
             "a node name is 1-63 lowercase letters, digits and inner hyphens, e.g. mx-east-1"
         )
     return name
+
+
+def parse_node_hostnames(spec: str) -> dict[str, str]:
+    """``node=host`` pairs separated by commas, each node once; host names lowercased."""
+    table: dict[str, str] = {}
+    for pair in spec.replace(" ", "").split(","):
+        if not pair:
+            continue
+        node, sep, host = pair.partition("=")
+        check_node_name(node)
+        host = host.rstrip(".").lower()
+        labels = host.split(".")
+        if (
+            not sep
+            or len(host) > 253
+            or len(labels) < 2
+            or not all(map(DNS_LABEL.fullmatch, labels))
+        ):
+            raise ValueError(f"expected node=host.name, not {pair!r}")
+        if node in table:
+            raise ValueError(f"node {node!r} is named twice")
+        table[node] = host
+    return table
 
 
 def parse_ip_pool(spec: str) -> list[str]:

@@ -11,7 +11,7 @@ from adbtd.adapters.dns_resolver import build_resolver
 from adbtd.clock import iso_ms, utcnow
 from adbtd.db.models import Domain
 from adbtd.runtime import Runtime
-from adbtd.services.dns_verify import domains_due, verify_domain
+from adbtd.services.dns_verify import dns_records_out, domains_due, verify_domain
 from adbtd.settings import Settings
 from tests.conftest import Tenant
 from tests.support.dns_seed import (
@@ -39,6 +39,7 @@ def settings(settings_factory: Callable[..., Settings], dns: DnsTestServer) -> S
         dns_timeout_seconds=0.5,
         dns_attempts=2,
         mail_hostname="mail.node.test",
+        node_mx_hostnames="east=mx-east.node.test, west=mx-west.node.test",
     )
 
 
@@ -85,6 +86,30 @@ def test_an_mx_naming_the_node_host_passes(
     publish_correct_records(dns, seeded)
     dns.replace("acme.test", "MX", "10 mail.node.test")
     assert verify(runtime, seeded).mx_ok
+
+
+def test_each_node_has_its_own_mx_host(
+    runtime: Runtime, dns: DnsTestServer, make_tenant: Callable[..., Tenant]
+) -> None:
+    east, plain = make_tenant(), make_tenant()
+    add_ips(runtime, east.workspace_id, IP, node="east")
+    add_ips(runtime, plain.workspace_id, "203.0.113.8")  # node main: no MX host of its own
+    on_east = add_domain(runtime, east.workspace_id, "east.test", (IP,))
+    on_main = add_domain(runtime, plain.workspace_id, "plain.test", ("203.0.113.8",))
+    for seeded, mx in ((on_east, "10 mx-east.node.test"), (on_main, "10 mx-west.node.test")):
+        publish_correct_records(dns, seeded)
+        dns.replace(seeded.name, "MX", mx)
+    assert verify(runtime, on_east).mx_ok  # its node's MX host
+    refused = verify(runtime, on_main)  # another node's host is not this workspace's
+    assert not refused.mx_ok
+    assert "mx-west.node.test" in (refused.dns_results or {})["mx"]["error"]
+    with runtime.db.transaction() as session:
+        domain = session.get(Domain, on_east.id)
+        assert domain is not None
+        records = dns_records_out(session, domain, settings=runtime.settings)
+    mx = [(r["type"], r["value"]) for r in records if r["name"] == "east.test"]
+    assert mx[0] == ("MX", "10 mx-east.node.test")
+    assert not [r for r in records if r["type"] == "A"]  # the node's host has its own A
 
 
 BREAKAGES: list[tuple[str, str, Callable[[DnsTestServer], None], str]] = [

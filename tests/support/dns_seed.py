@@ -33,13 +33,14 @@ class SeededDomain:
     dkim_record: str
 
 
-def add_ips(runtime: Runtime, workspace_id: str, *addresses: str) -> list[str]:
+def add_ips(runtime: Runtime, workspace_id: str, *addresses: str, node: str = "main") -> list[str]:
     ids = []
     with runtime.db.transaction() as session:
         for address in addresses:
             ip = DedicatedIp(
                 id=new_id("ip"),
                 address=address,
+                node=node,
                 status="assigned",
                 workspace_id=workspace_id,
                 allocated_at=utcnow(),

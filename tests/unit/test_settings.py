@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from adbtd.settings import build_settings, parse_ip_pool
+from adbtd.settings import build_settings, parse_ip_pool, parse_node_hostnames
 
 
 def test_embedded_default_generates_and_keeps_a_secret(tmp_path: Path) -> None:
@@ -91,3 +91,28 @@ def test_node_names_are_dns_labels(tmp_path: Path, name: str) -> None:
 def test_bad_node_names_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValidationError):
         build_settings(data_dir=tmp_path, node_name=bad)
+
+
+def test_node_mx_hostnames_name_each_nodes_inbound_host(tmp_path: Path) -> None:
+    settings = build_settings(
+        data_dir=tmp_path,
+        mx_hostname="mx.example.com",
+        node_mx_hostnames=" east=MX1.Example.com., west=mx2.example.com",
+    )
+    assert parse_node_hostnames(settings.node_mx_hostnames) == {
+        "east": "mx1.example.com",
+        "west": "mx2.example.com",
+    }
+    assert settings.mx_hostname_for("east") == "mx1.example.com"
+    assert settings.mx_hostname_for("north") == "mx.example.com"  # the deployment's
+    assert settings.mx_hostname_for(None) == "mx.example.com"
+    assert build_settings(data_dir=tmp_path).mx_hostname_for("east") == ""
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["east", "east=", "east=localhost", "East=mx.example.com", "e=a..b", "e=a.b,e=c.d", "e=-a.b"],
+)
+def test_bad_node_mx_hostnames_are_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValidationError):
+        build_settings(data_dir=tmp_path, node_mx_hostnames=bad)

@@ -32,6 +32,7 @@ from adbtd.services.dns_records import (
     check_spf,
     required_records,
 )
+from adbtd.services.inventory import workspace_node
 from adbtd.services.node_state import DKIM_KEY_PURPOSE, LIVE_IP_STATUSES
 from adbtd.services.secretbox import SecretBox
 from adbtd.settings import Settings
@@ -62,6 +63,7 @@ class DomainSnapshot:
     dkim_selector: str
     dkim_record: str | None
     ips: tuple[str, ...]
+    node: str | None  # the mail node of the workspace's IPs (None while it holds none)
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,14 @@ def snapshot(session: Session, domain: Domain, *, secret_key: str) -> DomainSnap
         dkim_selector=domain.dkim_selector,
         dkim_record=expected_dkim_record(domain, secret_key=secret_key),
         ips=tuple(workspace_ips(session, domain.workspace_id)),
+        node=workspace_node(session, workspace_id=domain.workspace_id),
     )
 
 
-def node_hosts(settings: Settings) -> tuple[str, ...]:
+def node_hosts(settings: Settings, node: str | None) -> tuple[str, ...]:
     """Host names an MX may name directly: the node's MX host name and its mail host name."""
-    return tuple(h for h in (settings.mx_hostname, settings.mail_hostname) if h.strip())
+    hosts = (settings.mx_hostname_for(node), settings.mail_hostname)
+    return tuple(h for h in hosts if h.strip())
 
 
 def run_checks(
@@ -207,7 +211,7 @@ def verify_domain(
             raise NotFound("domain not found")
         snap = snapshot(session, domain, secret_key=settings.secret_key)
     chosen = managed_resolver if snap.managed and managed_resolver is not None else resolver
-    results = run_checks(snap, chosen, hosts=node_hosts(settings))
+    results = run_checks(snap, chosen, hosts=node_hosts(settings, snap.node))
     with db.transaction() as session:
         domain = session.get(Domain, domain_id, with_for_update=True)
         if domain is None:
@@ -259,7 +263,9 @@ def dns_records_out(
         ips=workspace_ips(session, domain.workspace_id),
         dkim_selector=domain.dkim_selector,
         dkim_record=expected_dkim_record(domain, secret_key=settings.secret_key),
-        mx_hostname=settings.mx_hostname,
+        mx_hostname=settings.mx_hostname_for(
+            workspace_node(session, workspace_id=domain.workspace_id)
+        ),
     ):
         ok = bool(getattr(domain, FLAG_COLUMNS[record.check]))
         result = results.get(record.check)

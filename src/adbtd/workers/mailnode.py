@@ -38,7 +38,7 @@ class DatabaseMailNode:
                 session,
                 node=settings.node_name,
                 secret_key=settings.secret_key,
-                helo_per_domain=not settings.mx_hostname,
+                helo_per_domain=not settings.mx_hostname_for(settings.node_name),
             )
 
     def start(self) -> None:
