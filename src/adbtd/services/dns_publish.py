@@ -19,8 +19,12 @@ from adbtd.db.engine import Database
 from adbtd.db.models import Domain
 from adbtd.errors import NotFound
 from adbtd.services.dns_records import RequiredRecord, required_records
-from adbtd.services.dns_verify import UNVERIFIABLE_STATUSES, expected_dkim_record, workspace_ips
-from adbtd.services.inventory import workspace_node
+from adbtd.services.dns_verify import (
+    UNVERIFIABLE_STATUSES,
+    expected_dkim_record,
+    workspace_ips,
+    workspace_mx_hostname,
+)
 from adbtd.settings import Settings
 
 PUBLISHED_KEY = "published"
@@ -57,9 +61,7 @@ def plan_zone(db: Database, *, domain_id: str, settings: Settings) -> ZonePlan |
                 ips=workspace_ips(session, domain.workspace_id),
                 dkim_selector=domain.dkim_selector,
                 dkim_record=expected_dkim_record(domain, secret_key=settings.secret_key),
-                mx_hostname=settings.mx_hostname_for(
-                    workspace_node(session, workspace_id=domain.workspace_id)
-                ),
+                mx_hostname=workspace_mx_hostname(session, settings, domain.workspace_id),
             )
         )
         return ZonePlan(domain.id, domain.name, records, digest(records))

@@ -106,6 +106,11 @@ def snapshot(session: Session, domain: Domain, *, secret_key: str) -> DomainSnap
     )
 
 
+def workspace_mx_hostname(session: Session, settings: Settings, workspace_id: str) -> str:
+    """The inbound host name of the workspace's node ("" when MX should be ``mail.<domain>``)."""
+    return settings.mx_hostname_for(workspace_node(session, workspace_id=workspace_id))
+
+
 def node_hosts(settings: Settings, node: str | None) -> tuple[str, ...]:
     """Host names an MX may name directly: the node's MX host name and its mail host name."""
     hosts = (settings.mx_hostname_for(node), settings.mail_hostname)
@@ -263,9 +268,7 @@ def dns_records_out(
         ips=workspace_ips(session, domain.workspace_id),
         dkim_selector=domain.dkim_selector,
         dkim_record=expected_dkim_record(domain, secret_key=settings.secret_key),
-        mx_hostname=settings.mx_hostname_for(
-            workspace_node(session, workspace_id=domain.workspace_id)
-        ),
+        mx_hostname=workspace_mx_hostname(session, settings, domain.workspace_id),
     ):
         ok = bool(getattr(domain, FLAG_COLUMNS[record.check]))
         result = results.get(record.check)
