@@ -26,6 +26,8 @@ from adbtd.mailnode.state import NodeConfig, NodeState
 from adbtd.runtime import Runtime
 from adbtd.services import mailboxes
 from adbtd.services.node_state import load_node_state
+from adbtd.settings import Settings
+from adbtd.workers.mailnode import DatabaseMailNode
 from tests.conftest import Tenant
 from tests.integration.conftest import MAIL_BINARIES, free_port, node_ip
 from tests.integration.test_api_foundation import assert_envelope
@@ -110,6 +112,29 @@ def test_each_node_loads_only_what_it_serves(
     assert [m.email for m in states["west"].mailboxes] == ["b@west-shop.test"]
     assert states["main"].ips == () and states["main"].domains == ()
     assert states["main"].mailboxes == ()
+
+
+def test_a_node_process_loads_its_own_node_and_helo_names(
+    runtime: Runtime, settings_factory: Callable[..., Settings], make_tenant: Callable[..., Tenant]
+) -> None:
+    """``adbtd serve``/``mailnode run`` read ADBTD_NODE_NAME; a node with its own MX host
+    says that name in HELO instead of ``mail.<domain>``."""
+    add_inventory(runtime, "127.0.5.1", node="east")
+    add_inventory(runtime, "127.0.6.1", node="west")
+    first_order(runtime, make_tenant(), domain="east-shop.test", emails=[])
+    first_order(runtime, make_tenant(), domain="west-shop.test", emails=[])
+    states = {}
+    for node in ("east", "west"):
+        process = Runtime.from_settings(
+            settings_factory(node_name=node, node_mx_hostnames="east=mx-east.node.test")
+        )
+        try:
+            states[node] = DatabaseMailNode(process).load_state()
+        finally:
+            process.close()
+    assert states["east"].ips == ("127.0.5.1",) and states["east"].ip_hostnames == ()
+    assert states["west"].ips == ("127.0.6.1",)
+    assert states["west"].ip_hostnames == (("127.0.6.1", "mail.west-shop.test"),)
 
 
 @pytest.fixture

@@ -131,6 +131,19 @@ def test_orders_create_syncs_the_configured_pool(settings: Settings, runtime: Ru
     assert count == 20  # the embedded default pool 127.0.1.1-127.0.1.20
 
 
+def test_the_configured_pool_joins_this_process_node(
+    settings: Settings, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADBTD_NODE_NAME", "mx-east")
+    monkeypatch.setenv("ADBTD_IP_POOL", "127.0.7.1-127.0.7.2")
+    run_cli(settings, "workspaces", "create", "acme", "--name", "Acme", "--payment-method")
+    run_cli(settings, "orders", "create", "acme", "--domain", unique_domain(), "--ips", "1")
+    with runtime.db.transaction() as session:
+        rows = session.execute(select(DedicatedIp.address, DedicatedIp.node, DedicatedIp.status))
+        nodes = {address: (node, status) for address, node, status in rows}
+    assert nodes == {"127.0.7.1": ("mx-east", "reserved"), "127.0.7.2": ("mx-east", "free")}
+
+
 def test_worker_killed_mid_order_leaves_nothing_half_done(
     runtime: Runtime,
     tenant: Tenant,
